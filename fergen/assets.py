@@ -1,0 +1,238 @@
+"""Face assets: each selected face cut out, resized to the canonical canvas and cached.
+
+Per-face work (decoding, mask strategy, cleanup, resize, feathering and the
+Lab luminance statistic) happens once here, not once per sample. The result
+is a :class:`FaceTable` of numpy arrays that worker processes share, and it is
+cached on disk keyed by a fingerprint of the source files and the settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import cv2
+import numpy as np
+
+from . import __version__
+from .errors import DataError
+from .faces.base import FaceRecord, FaceSource
+from .masks import MaskResult, NoMask, compute_mask
+from .recipe import MaskConfig, Recipe
+from .selection import select_faces
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "FERGEN_CACHE_DIR"
+
+
+@dataclass
+class FaceTable:
+    """Prepared faces, aligned arrays indexed by face number.
+
+    Attributes:
+        rgba: uint8 (N, S, S, 4): RGB face and straight (not premultiplied) alpha on the canvas.
+        luminance: float32 (N,): mean Lab L (0-100) of the face under its alpha.
+        labels: int64 (N,): output class id.
+        subjects, ids, codes: per-face strings.
+        meta: per-face metadata dicts (file names, frames...).
+        class_names: output class names, indexed by label.
+        skipped: faces without a usable mask or image, counted by reason.
+        skipped_ids: (face id, reason) of every skipped face.
+        unmatched: source files that did not match the dataset's naming scheme.
+    """
+
+    rgba: np.ndarray
+    luminance: np.ndarray
+    labels: np.ndarray
+    subjects: list[str]
+    ids: list[str]
+    codes: list[str]
+    meta: list[dict[str, Any]]
+    class_names: tuple[str, ...]
+    skipped: Counter = field(default_factory=Counter)
+    skipped_ids: list[tuple[str, str]] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def faces_of_class(self) -> list[np.ndarray]:
+        """Return, for each class id, the face indices of that class."""
+        return [np.flatnonzero(self.labels == index) for index in range(len(self.class_names))]
+
+
+def _crop_square(image: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
+    """Crop a square box that may extend beyond the image; outside pixels are zero."""
+    x0, y0, side = box
+    height, width = image.shape[:2]
+    pad = max(0, -x0, -y0, x0 + side - width, y0 + side - height)
+    if pad:
+        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+        x0, y0 = x0 + pad, y0 + pad
+    return image[y0:y0 + side, x0:x0 + side]
+
+
+def face_to_canvas(image: np.ndarray, result: MaskResult, mask_config: MaskConfig, face_size: int,
+                   padding: int) -> np.ndarray:
+    """Crop the face box and place it on the canonical canvas with a feathered alpha.
+
+    Returns:
+        uint8 (face_size, face_size, 4): RGB and alpha (0-255).
+    """
+    inner = face_size - 2 * padding
+    crop = _crop_square(image, result.box)
+    mask = _crop_square(result.mask, result.box).astype(np.float32)
+    side = crop.shape[0]
+    interpolation = cv2.INTER_AREA if side > inner else cv2.INTER_LINEAR
+    crop = cv2.resize(crop, (inner, inner), interpolation=interpolation)
+    mask = cv2.resize(mask, (inner, inner), interpolation=interpolation)
+    binary = (mask >= 0.5).astype(np.uint8)
+    sigma = mask_config.feather * inner / 4.0
+    if sigma > 0.3:
+        # Erode by about two sigma first, so the soft edge lies inside the face and never
+        # shows the photo's own background (no dark or light ring after compositing).
+        radius = max(1, int(round(2.0 * sigma)))
+        binary = cv2.erode(binary, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2))
+        alpha = cv2.GaussianBlur(binary.astype(np.float32), (0, 0), sigma)
+        alpha *= cv2.dilate(binary, np.ones((3, 3), np.uint8), iterations=radius).astype(np.float32)
+    else:
+        alpha = binary.astype(np.float32)
+    canvas = np.zeros((face_size, face_size, 4), np.uint8)
+    canvas[padding:padding + inner, padding:padding + inner, :3] = crop
+    canvas[padding:padding + inner, padding:padding + inner, 3] = np.clip(alpha * 255.0 + 0.5, 0, 255)
+    return canvas
+
+
+def mean_luminance(rgba: np.ndarray) -> float:
+    """Return the mean Lab L (0-100) of an RGBA uint8 face, weighted by its alpha."""
+    rgb = rgba[..., :3].astype(np.float32) / 255.0
+    lightness = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[..., 0]
+    alpha = rgba[..., 3].astype(np.float32)
+    total = float(alpha.sum())
+    return float((lightness * alpha).sum() / total) if total > 0 else 0.0
+
+
+def prepare_face(source: FaceSource, record: FaceRecord, mask_config: MaskConfig, face_size: int,
+                 padding: int) -> tuple[Optional[np.ndarray], str]:
+    """Return (canvas, "") for a usable face, or (None, reason) for a skipped one."""
+    try:
+        image = source.load_image(record)
+        file_mask = source.load_mask(record) if mask_config.strategy == "file" else None
+    except DataError as error:
+        log.warning("skipping face %s: %s", record.id, error)
+        return None, "unreadable image" if "mask" not in str(error).lower() else "unreadable mask"
+    try:
+        result = compute_mask(image, file_mask, mask_config)
+    except NoMask as reason:
+        log.debug("skipping face %s: %s", record.id, reason.reason)
+        return None, reason.reason
+    return face_to_canvas(image, result, mask_config, face_size, padding), ""
+
+
+def _fingerprint(recipe: Recipe, source: FaceSource) -> str:
+    settings = {"faces": recipe.to_dict()["faces"], "face_size": recipe.render.face_size,
+                "padding": recipe.render.padding, "seed": recipe.seed, "version": __version__,
+                "opencv": cv2.__version__}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    digest.update(source.fingerprint().encode())
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """Return ``$FERGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/fergen``, else ``~/.cache/fergen``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fergen"
+
+
+def _save(table: FaceTable, path: Path) -> None:
+    header = {"labels_meta": [table.subjects, table.ids, table.codes, table.meta, list(table.class_names)],
+              "skipped": dict(table.skipped), "skipped_ids": table.skipped_ids, "unmatched": table.unmatched}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez(temporary, rgba=table.rgba, luminance=table.luminance, labels=table.labels,
+             header=np.frombuffer(json.dumps(header).encode(), np.uint8))
+    os.replace(temporary, path)
+
+
+def _load(path: Path, fingerprint: str) -> Optional[FaceTable]:
+    try:
+        with np.load(path) as data:
+            header = json.loads(data["header"].tobytes().decode())
+            subjects, ids, codes, meta, class_names = header["labels_meta"]
+            return FaceTable(rgba=data["rgba"], luminance=data["luminance"], labels=data["labels"],
+                             subjects=subjects, ids=ids, codes=codes, meta=meta, class_names=tuple(class_names),
+                             skipped=Counter(header["skipped"]),
+                             skipped_ids=[tuple(item) for item in header["skipped_ids"]],
+                             unmatched=header["unmatched"], fingerprint=fingerprint)
+    except (OSError, ValueError, KeyError) as error:
+        log.warning("ignoring unreadable face cache %s: %s", path, error)
+        return None
+
+
+def build_face_table(recipe: Recipe, data_root: Path, cache_dir: Optional[Path] = None,
+                     use_cache: bool = True, workers: int = 1) -> FaceTable:
+    """Select, mask and prepare every face of the recipe (cached on disk by fingerprint).
+
+    Raises:
+        DataError: if no face is usable, or more than ``sampling.max_skipped_fraction`` are skipped.
+    """
+    source = recipe.faces.open(data_root)
+    selection = select_faces(recipe.faces, source, recipe.seed)
+    fingerprint = _fingerprint(recipe, source)
+    cache_path = (cache_dir or default_cache_dir()) / f"faces-{fingerprint[:32]}.npz"
+    if use_cache and cache_path.is_file():
+        table = _load(cache_path, fingerprint)
+        if table is not None:
+            log.info("loaded %d prepared faces from %s", len(table), cache_path)
+            return table
+
+    size, padding = recipe.render.face_size, recipe.render.padding
+    log.info("preparing %d faces (mask strategy %s)", len(selection.records), recipe.faces.mask.strategy)
+    jobs = [(record,) for record in selection.records]
+    if workers > 1 and len(jobs) > 8:
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=workers, backend="threading")(
+            delayed(prepare_face)(source, record, recipe.faces.mask, size, padding) for (record,) in jobs)
+    else:
+        results = [prepare_face(source, record, recipe.faces.mask, size, padding) for (record,) in jobs]
+
+    kept = [(record, label, canvas) for (record, label, (canvas, _)) in
+            zip(selection.records, selection.label_ids, results) if canvas is not None]
+    skipped_ids = [(record.id, reason) for record, (canvas, reason) in zip(selection.records, results)
+                   if canvas is None]
+    skipped = Counter(reason for _, reason in skipped_ids)
+    total = len(selection.records)
+    if not kept:
+        raise DataError(f"faces: none of the {total} selected faces has a usable mask (skipped by reason: "
+                        f"{dict(skipped)}). Try another 'faces.mask.strategy'.")
+    if len(skipped_ids) > recipe.sampling.max_skipped_fraction * total:
+        raise DataError(f"faces: {len(skipped_ids)} of {total} faces were skipped ({dict(skipped)}), more than "
+                        f"sampling.max_skipped_fraction={recipe.sampling.max_skipped_fraction}. Check the mask "
+                        "strategy, or raise the limit if this is expected.")
+    rgba = np.stack([canvas for _, _, canvas in kept])
+    table = FaceTable(
+        rgba=rgba,
+        luminance=np.array([mean_luminance(face) for face in rgba], np.float32),
+        labels=np.array([label for _, label, _ in kept], np.int64),
+        subjects=[record.subject for record, _, _ in kept],
+        ids=[record.id for record, _, _ in kept],
+        codes=[record.code for record, _, _ in kept],
+        meta=[dict(record.meta) for record, _, _ in kept],
+        class_names=selection.class_names, skipped=skipped, skipped_ids=skipped_ids,
+        unmatched=list(source.unmatched), fingerprint=fingerprint)
+    if use_cache:
+        try:
+            _save(table, cache_path)
+        except OSError as error:
+            log.warning("could not write the face cache %s: %s", cache_path, error)
+    return table

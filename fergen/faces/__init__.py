@@ -1,0 +1,30 @@
+"""Face sources, selected in a recipe by ``faces.kind``.
+
+Each source module defines a config dataclass (a subclass of
+:class:`~fergen.recipe.FaceSourceConfig`) with an ``open(data_root)``
+method and registers it here with :func:`register`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+from .base import FaceRecord, FaceSource
+
+FACE_KINDS: dict[str, type] = {}
+
+T = TypeVar("T", bound=type)
+
+
+def register(kind: str) -> Callable[[T], T]:
+    """Register a face source config class under ``kind``."""
+    def decorate(cls: T) -> T:
+        FACE_KINDS[kind] = cls
+        return cls
+    return decorate
+
+
+# Imported for their registrations.
+from . import folder, skimage_faces  # noqa: E402,F401
+
+__all__ = ["FACE_KINDS", "FaceRecord", "FaceSource", "register"]
