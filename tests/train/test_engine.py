@@ -11,7 +11,7 @@ from fergen_train.engine import BatchError, Runtime, evaluate, prepare_batch, re
 from fergen_train.losses import FERAttLoss
 from fergen_train.models import build_model
 
-from .conftest import TINY_MODEL, SquaresDataset
+from .synthetic import TINY_MODEL, SquaresDataset
 
 CPU = Runtime(device=torch.device("cpu"), amp_dtype=None, channels_last=False)
 

@@ -14,7 +14,7 @@ from fergen_train.engine import evaluate, resolve_runtime
 from fergen_train.losses import FERAttLoss
 from fergen_train.trainer import epoch_seed, fit, make_loader
 
-from .conftest import SquaresDataset, tiny_config
+from .synthetic import SquaresDataset, tiny_config
 
 TIMING_KEYS = ("train_seconds", "train_samples_per_second")
 

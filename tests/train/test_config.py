@@ -1,0 +1,145 @@
+"""Training config loading, validation errors and the round trip through plain dicts."""
+
+import pytest
+import yaml
+
+from fergen_train.config import (
+    ConfigError,
+    DataSourceConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    replace_section,
+)
+
+
+def write(tmp_path, data, name="train.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_defaults_follow_feratt():
+    config = TrainConfig()
+
+    assert config.optim.optimizer == "adam"
+    assert config.optim.batch_size == 200
+    assert config.optim.epochs == 60
+    assert config.optim.lr == 1e-4
+    assert config.model.input_size == (128, 128)
+    assert config.model.encoder == "resnet34"
+    assert config.model.feature_blocks == 4
+    assert config.model.representation_dim == 64
+
+
+def test_load_full_config(tmp_path):
+    path = write(
+        tmp_path,
+        {
+            "seed": 7,
+            "model": {"variant": "baseline", "input_size": [96, 80], "encoder_weights": "weights/r34.pth"},
+            "data": {
+                "train": {"recipe": "recipes/train.yaml", "split": "train", "data_root": "/data"},
+                "val": {"shards": "val/val-{000000..000003}.tar"},
+                "num_workers": 4,
+            },
+            "optim": {"lr": 0.001, "betas": [0.5, 0.9], "schedule": "cosine", "grad_clip_norm": 5},
+            "loss": {"classification": "bce", "priors": [1, 2, 1], "class_means": "running"},
+            "runtime": {"amp": "off", "channels_last": False, "steps_per_epoch": 10},
+        },
+    )
+
+    config = load_config(path)
+
+    assert config.seed == 7
+    assert config.model.input_size == (96, 80)
+    assert config.model.encoder_weights == str(tmp_path / "weights/r34.pth")
+    assert config.data.train == DataSourceConfig(
+        recipe=str(tmp_path / "recipes/train.yaml"), split="train", data_root="/data"
+    )
+    assert config.data.val.shards == (str(tmp_path / "val/val-{000000..000003}.tar"),)
+    assert config.data.num_workers == 4
+    assert config.optim.betas == (0.5, 0.9)
+    assert config.optim.grad_clip_norm == 5.0
+    assert config.loss.priors == (1.0, 2.0, 1.0)
+    assert config.runtime.channels_last == "off"
+    assert config.runtime.steps_per_epoch == 10
+
+
+def test_source_shorthand(tmp_path):
+    config = load_config(write(tmp_path, {"data": {"train": "train.yaml", "val": "http://host/val-{0..3}.tar"}}))
+
+    assert config.data.train.recipe == str(tmp_path / "train.yaml")
+    assert config.data.val.shards == ("http://host/val-{0..3}.tar",)
+
+
+def test_round_trip_plain_dict():
+    config = replace_section(TrainConfig(), "loss", priors=(0.5, 0.5))
+    config = replace_section(config, "data", train=DataSourceConfig(shards=("a.tar", "b.tar")))
+
+    plain = config_to_dict(config)
+
+    assert plain["model"]["input_size"] == [128, 128]
+    assert plain["data"]["train"]["shards"] == ["a.tar", "b.tar"]
+    assert config_from_dict(plain) == config
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"modle": {}}, "modle: unknown key; allowed keys here are seed, model"),
+        ({"model": {"variant": "feratt"}}, "model.variant: expected one of feratt-cls, feratt-rep-cls, baseline, got 'feratt'"),
+        ({"model": {"input_size": 16}}, "model.input_size: expected an integer >= 32, got 16"),
+        ({"model": {"input_size": [128]}}, r"model.input_size: expected an integer or \[height, width\]"),
+        ({"model": {"feature_blocks": 0}}, "model.feature_blocks: expected an integer >= 1, got 0"),
+        ({"model": {"attention_channels": 5}}, r"model.attention_channels: expected 1 or model.feature_channels \(32\), got 5"),
+        ({"model": {"encoder_weights": "w.pth", "encoder_width": 32}}, "torchvision weights need encoder_width 64"),
+        ({"model": {"dilation": "yes"}}, "model.dilation: expected true or false, got 'yes'"),
+        ({"model": []}, "model: expected a mapping, got list"),
+        ({"data": {"train": {"recipe": "a.yaml", "shards": "b.tar"}}}, "data.train: expected exactly one of 'recipe'"),
+        ({"data": {"train": {}}}, "data.train: expected exactly one of 'recipe'"),
+        ({"data": {"train": {"shards": []}}}, "data.train.shards: expected a URL or a non-empty list"),
+        ({"data": {"num_workers": -1}}, "data.num_workers: expected an integer >= 0, got -1"),
+        ({"optim": {"lr": 0}}, "optim.lr: expected a number > 0.0, got 0"),
+        ({"optim": {"lr": "fast"}}, "optim.lr: expected a number, got 'fast'"),
+        ({"optim": {"batch_size": True}}, "optim.batch_size: expected an integer >= 1, got True"),
+        ({"optim": {"betas": [0.9, 1.0]}}, r"optim.betas: expected both betas in \[0, 1\)"),
+        ({"optim": {"optimizer": "lion"}}, "optim.optimizer: expected one of adam, adamw, sgd, got 'lion'"),
+        ({"loss": {"sigma": -1}}, "loss.sigma: expected a number > 0.0, got -1"),
+        ({"loss": {"momentum": 2}}, r"loss.momentum: expected a number in \(0, 1\], got 2"),
+        ({"loss": {"priors": "uniform"}}, "loss.priors: expected a list of positive numbers"),
+        ({"loss": {"attention_weight": float("nan")}}, "loss.attention_weight: expected a number, got nan"),
+        ({"runtime": {"device": "tpu"}}, "runtime.device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
+        ({"runtime": {"amp": "fp16"}}, "runtime.amp: expected one of auto, bf16, off, got 'fp16'"),
+        ({"runtime": {"keep_checkpoints": 0}}, "runtime.keep_checkpoints: expected an integer >= 1, got 0"),
+        ({"seed": -1}, "seed: expected an integer >= 0, got -1"),
+    ],
+)
+def test_invalid_values(tmp_path, data, message):
+    path = write(tmp_path, data)
+
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_config(path)
+
+    assert str(raised.value).startswith(f"{path}: ")
+
+
+def test_invalid_yaml(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("model: [unclosed\n")
+
+    with pytest.raises(ConfigError, match="broken.yaml: invalid YAML"):
+        load_config(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="training config .*absent.yaml' not found"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_empty_file_uses_defaults(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+
+    assert load_config(path) == TrainConfig()
