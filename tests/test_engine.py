@@ -60,7 +60,8 @@ def test_shards_read_back_with_webdataset(recipe, tmp_path):
             expected = renderer.sample(index)
             np.testing.assert_array_equal(target, expected.target)
             np.testing.assert_array_equal(mask, expected.mask)
-            assert np.abs(composite.astype(int) - expected.composite.astype(int)).mean() < 3.0
+            # JPEG (quality 95, 4:2:0 chroma) of a noisy 64x64 image: a few grey levels on average.
+            assert np.abs(composite.astype(int) - expected.composite.astype(int)).mean() < 6.0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["samples"] == 20
     assert manifest["class_names"] == ["anger", "happy", "neutral"]
