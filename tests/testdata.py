@@ -34,13 +34,13 @@ def face_on_black(variant: int = 0) -> np.ndarray:
     return result
 
 
-def small_recipe(faces: Path, backgrounds: Path, **sections) -> dict:
+def small_recipe(face_dir: Path, background_dir: Path, **sections) -> dict:
     """A recipe dict using the folder fixtures; keyword sections update the defaults."""
     recipe = {
         "version": 1, "name": "test", "seed": 7,
-        "faces": {"kind": "folder", "path": str(faces), "subject_pattern": "^(S[0-9]+)_",
+        "faces": {"kind": "folder", "path": str(face_dir), "subject_pattern": "^(S[0-9]+)_",
                   "mask": {"strategy": "dark-background"}},
-        "backgrounds": {"kind": "folder", "path": str(backgrounds)},
+        "backgrounds": {"kind": "folder", "path": str(background_dir)},
         "render": {"output_size": [64, 64], "face_size": 64, "padding": 4},
         "output": {"samples": 20, "samples_per_shard": 8},
     }
