@@ -212,6 +212,30 @@ def recipe_hash(recipe_path: str) -> None:
     click.echo(_load(recipe_path).sha256)
 
 
+@recipe.command("keys")
+@click.option("--faces-kind", default=None, help="Also list the keys of this face source kind.")
+@click.option("--backgrounds-kind", default=None, help="Also list the keys of this background source kind.")
+def recipe_keys(faces_kind: Optional[str], backgrounds_kind: Optional[str]) -> None:
+    """List every recipe key with its type, allowed range, default and meaning."""
+    from .backgrounds import BACKGROUND_KINDS
+    from .faces import FACE_KINDS
+    from .recipe import Recipe
+    from .schema import describe
+
+    for name, registry, section in ((faces_kind, FACE_KINDS, "faces"),
+                                    (backgrounds_kind, BACKGROUND_KINDS, "backgrounds")):
+        if name is not None and name not in registry:
+            raise click.BadParameter(f"{name!r}; choose one of {', '.join(sorted(registry))}",
+                                     param_hint=f"--{section}-kind")
+    rows = [row for row in describe(Recipe) if not row[0].startswith(("faces.", "backgrounds."))]
+    if faces_kind:
+        rows += describe(FACE_KINDS[faces_kind], "faces")
+    if backgrounds_kind:
+        rows += describe(BACKGROUND_KINDS[backgrounds_kind], "backgrounds")
+    for key, kind, default, meaning in rows:
+        click.echo(f"{key}\n    {kind}; default {default or '-'}\n    {meaning}")
+
+
 @recipe.command("list")
 def recipe_list() -> None:
     """List the recipes bundled with fergen."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import types
 import typing
 from typing import Any, Literal, Mapping, Union
@@ -200,3 +201,29 @@ def check_interval(key: str, interval: tuple[float, float]) -> None:
     """Raise unless ``interval`` is ``[low, high]`` with ``low <= high``."""
     if interval[0] > interval[1]:
         fail(key, list(interval), "[low, high] with low <= high", f"Swap the two values of '{key}'.")
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """Return (key, type, default, help) rows for every key of ``cls``, nested keys dotted."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        key = join_key(prefix, field.name)
+        hint = hints[field.name]
+        if field.default is not _MISSING:
+            default = to_plain(field.default)
+        elif field.default_factory is not _MISSING:
+            default = None if dataclasses.is_dataclass(hint) else to_plain(field.default_factory())
+        else:
+            default = "(required)"
+        if dataclasses.is_dataclass(hint):
+            rows.append((key, "mapping", "", field.metadata.get("help", "")))
+            rows.extend(describe(hint, key))
+            continue
+        low, high = field.metadata.get("low"), field.metadata.get("high")
+        limits = ""
+        if low is not None or high is not None:
+            limits = f" in [{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}]"
+        rows.append((key, _type_name(hint) + limits, "" if default is None else json.dumps(default),
+                     field.metadata.get("help", "")))
+    return rows
