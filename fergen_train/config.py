@@ -54,6 +54,7 @@ class ModelConfig:
 class DataSourceConfig:
     """One dataset: a recipe rendered on the fly, or WebDataset shards."""
 
+    #: Recipe YAML path, or the name of a recipe bundled with fergen (for example ``demo``).
     recipe: str | None = None
     #: Shard URLs or paths; brace patterns such as ``train-{000000..000009}.tar`` expand.
     shards: tuple[str, ...] | None = None
@@ -257,7 +258,10 @@ def _parse_source(raw: Any, source: str, key: str, base: Path | None) -> DataSou
     if (recipe is None) == (shards is None):
         raise _fail(source, key, "expected exactly one of 'recipe' (a recipe YAML) or 'shards' (shard URLs)")
     if recipe is not None:
-        recipe = _local_path(_text(recipe, source, f"{key}.recipe"), base)
+        recipe = _text(recipe, source, f"{key}.recipe")
+        # A value without a YAML suffix names a recipe bundled with fergen, such as demo.
+        if recipe.endswith((".yaml", ".yml")):
+            recipe = _local_path(recipe, base)
     if shards is not None:
         if isinstance(shards, str):
             shards = [shards]

@@ -67,6 +67,12 @@ def test_load_full_config(tmp_path):
     assert config.runtime.steps_per_epoch == 10
 
 
+def test_bundled_recipe_name_kept(tmp_path):
+    config = load_config(write(tmp_path, {"data": {"train": {"recipe": "demo"}}}))
+
+    assert config.data.train.recipe == "demo"
+
+
 def test_source_shorthand(tmp_path):
     config = load_config(write(tmp_path, {"data": {"train": "train.yaml", "val": "http://host/val-{0..3}.tar"}}))
 

@@ -1,0 +1,262 @@
+"""The ``fergen-train`` command line: fit, evaluate and predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+
+from fergen.errors import FergenError
+from fergen_train.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, model_from_checkpoint
+from fergen_train.config import ConfigError, RuntimeConfig, load_config, replace_section
+from fergen_train.engine import BatchError, Runtime, evaluate, resolve_runtime
+from fergen_train.losses import FERAttLoss
+from fergen_train.metrics import classification_report
+from fergen_train.models import EncoderWeightsError
+from fergen_train.trainer import fit, make_loader
+
+logger = logging.getLogger(__name__)
+
+#: Errors caused by user input; the CLI prints their message without a traceback.
+USER_ERRORS = (ConfigError, CheckpointError, BatchError, EncoderWeightsError, FergenError,
+               FileNotFoundError, FileExistsError, FloatingPointError)
+
+
+def _progress_factory(enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    def create(total: int | None, description: str) -> Any:
+        return tqdm(total=total, desc=description, unit="step", dynamic_ncols=True, leave=False)
+
+    return create
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run(action, *args: Any, **kwargs: Any) -> Any:
+    """Call ``action``; turn a user error into a one-line message and exit status 1."""
+    try:
+        return action(*args, **kwargs)
+    except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from error
+
+
+@click.group()
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True, help="Minimum level of log messages on stderr.")
+def main(log_level: str) -> None:
+    """Train and evaluate FERAtt and its PreActResNet18 baseline on fergen data."""
+    _configure_logging(log_level)
+
+
+@main.command("fit")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", "output_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for checkpoints, metrics.jsonl and curves.png.")
+@click.option("--resume", is_flag=True, help="Continue from the newest epoch_NNN.pt in --output.")
+@click.option("--encoder-weights", type=click.Path(dir_okay=False),
+              help="Local torchvision resnet state_dict for the attention encoder (overrides model.encoder_weights).")
+@click.option("--device", help="Device (auto, cpu, cuda, cuda:N); overrides runtime.device.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Number of epochs; overrides optim.epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Samples per batch; overrides optim.batch_size.")
+@click.option("--num-workers", type=click.IntRange(min=0), help="DataLoader worker processes; overrides data.num_workers.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar per epoch.")
+def fit_command(config_path: str, output_dir: str, resume: bool, encoder_weights: str | None, device: str | None,
+                epochs: int | None, batch_size: int | None, num_workers: int | None, progress: bool) -> None:
+    """Train the model that CONFIG (a YAML file) describes."""
+    config = _run(load_config, config_path)
+    if encoder_weights is not None:
+        config = replace_section(config, "model", encoder_weights=str(Path(encoder_weights).resolve()))
+    if device is not None:
+        config = replace_section(config, "runtime", device=device)
+    if epochs is not None:
+        config = replace_section(config, "optim", epochs=epochs)
+    if batch_size is not None:
+        config = replace_section(config, "optim", batch_size=batch_size)
+    if num_workers is not None:
+        config = replace_section(config, "data", num_workers=num_workers)
+
+    from fergen_train.data import load_training_data
+
+    train, val = _run(load_training_data, config)
+    logger.info("training %s on %s (%d classes: %s)", config.model.variant, train.description,
+                len(train.class_names), ", ".join(train.class_names))
+    result = _run(
+        fit, config, train.dataset, train.class_names, output_dir,
+        val_data=None if val is None else val.dataset,
+        recipe_sha256=train.recipe_sha256, resume=resume, progress=_progress_factory(progress),
+    )
+    click.echo(f"finished {len(result.history)} epochs; last checkpoint {result.last_checkpoint}")
+    if result.best_checkpoint is not None:
+        click.echo(f"best validation macro F1 checkpoint: {result.best_checkpoint}")
+
+
+def _load_inference_model(checkpoint: str, device: str) -> tuple[torch.nn.Module, dict[str, Any], Runtime]:
+    payload = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(payload, source=checkpoint)
+    runtime = resolve_runtime(RuntimeConfig(device=device))
+    memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
+    return model.to(runtime.device, memory_format=memory_format), payload, runtime
+
+
+@main.command("evaluate")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("data")
+@click.option("--output", "-o", "output_dir", type=click.Path(file_okay=False),
+              help="Folder for metrics.json and the PNG figures [default: evaluation/ beside CHECKPOINT].")
+@click.option("--real", is_flag=True,
+              help="Evaluate on the real face images of the recipe DATA instead of renders.")
+@click.option("--split", type=click.Choice(["train", "test"]),
+              help="Use this part of the recipe's subject fold (faces.subjects.fold.part).")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Folder the recipe's relative paths resolve against.")
+@click.option("--face-crop/--no-face-crop", default=True, show_default=True,
+              help="With --real, crop each photo to the face found by fergen's detector.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per batch.")
+@click.option("--num-workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="DataLoader worker processes.")
+@click.option("--device", default="auto", show_default=True, help="Device: auto, cpu, cuda or cuda:N.")
+@click.option("--attention-examples", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Samples shown in attention_grid.png (FERAtt variants only).")
+def evaluate_command(checkpoint: str, data: str, output_dir: str | None, real: bool, split: str | None,
+                     data_root: str | None, face_crop: bool, batch_size: int, num_workers: int, device: str,
+                     attention_examples: int) -> None:
+    """Evaluate CHECKPOINT on DATA: a recipe (path or bundled name), shard files or a shard folder.
+
+    Writes metrics.json (accuracy, macro and per-class precision, recall and
+    F1, confusion matrix), confusion_matrix.png, predictions.csv and, for
+    FERAtt variants, attention_grid.png.
+    """
+    _run(_evaluate, checkpoint, data, output_dir, real, split, data_root, face_crop, batch_size, num_workers,
+         device, attention_examples)
+
+
+def _evaluate(checkpoint: str, data: str, output_dir: str | None, real: bool, split: str | None,
+              data_root: str | None, face_crop: bool, batch_size: int, num_workers: int, device: str,
+              attention_examples: int) -> None:
+    from fergen_train.data import label_mapping, open_real_faces, open_source, parse_data_argument, remap_labels
+    from fergen_train.plots import plot_attention_grid, plot_confusion_matrix
+
+    model, payload, runtime = _load_inference_model(checkpoint, device)
+    config = checkpoint_config(payload, checkpoint)
+    class_names = list(payload["class_names"])
+    input_size = tuple(payload["input_size"])
+
+    source = parse_data_argument(data, split, data_root)
+    loaded = open_real_faces(source, input_size, face_crop) if real else open_source(source)
+    mapping = label_mapping(loaded.class_names, class_names, loaded.description)
+    criterion = None
+    if not real:
+        criterion = FERAttLoss(config.loss, config.model.variant, len(class_names), config.model.representation_dim)
+        if payload.get("loss") is not None:
+            criterion.load_state_dict(payload["loss"])
+        criterion = criterion.to(runtime.device)
+    loader = make_loader(loaded.dataset, batch_size, False, config.seed, 0, num_workers,
+                         pin_memory=runtime.device.type == "cuda")
+    logger.info("evaluating %s on %s", checkpoint, loaded.description)
+    result = evaluate(model, criterion, remap_labels(loader, mapping), runtime, len(class_names), input_size,
+                      attention_examples=attention_examples)
+    report = classification_report(result.labels, result.predictions, class_names)
+
+    output = Path(output_dir) if output_dir is not None else Path(checkpoint).resolve().parent / "evaluation"
+    output.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "checkpoint": str(checkpoint),
+        "checkpoint_epoch": int(payload["epoch"]),
+        "variant": config.model.variant,
+        "data": loaded.description,
+        "real_images": real,
+        "recipe_sha256": loaded.recipe_sha256,
+        "loss": {name: value for name, value in result.stats.metrics.items() if name != "accuracy"},
+        **report.to_dict(),
+    }
+    (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    plot_confusion_matrix(report.confusion, class_names, output / "confusion_matrix.png")
+    _write_predictions(output / "predictions.csv", result.labels, result.predictions, result.probabilities,
+                       class_names)
+    if result.attention_examples:
+        examples = result.attention_examples
+        count = len(examples["composite"])
+        captions = [f"true {class_names[result.labels[i]]} / predicted {class_names[result.predictions[i]]}"
+                    for i in range(count)]
+        plot_attention_grid(examples["composite"], examples["attention_map"], examples["attention_image"],
+                            output / "attention_grid.png", captions)
+    click.echo(
+        f"{report.support.sum()} samples: accuracy {report.accuracy:.4f}, macro F1 {report.macro_f1:.4f}; "
+        f"results in {output}"
+    )
+
+
+def _write_predictions(path: Path, labels: np.ndarray, predictions: np.ndarray, probabilities: np.ndarray,
+                       class_names: Sequence[str]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["index", "label", "prediction"] + [f"p_{name}" for name in class_names])
+        for index, (label, prediction, row) in enumerate(zip(labels, predictions, probabilities)):
+            writer.writerow([index, class_names[label], class_names[prediction]] + [f"{p:.6f}" for p in row])
+
+
+@main.command("predict")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, required=True)
+@click.option("--face-crop", is_flag=True, help="Crop each image to the largest face found by fergen's detector.")
+@click.option("--output", "-o", "output_path", type=click.Path(dir_okay=False),
+              help="CSV file to write [default: standard output].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Images per batch.")
+@click.option("--device", default="auto", show_default=True, help="Device: auto, cpu, cuda or cuda:N.")
+def predict_command(checkpoint: str, images: tuple[str, ...], face_crop: bool, output_path: str | None,
+                    batch_size: int, device: str) -> None:
+    """Classify IMAGES (files or folders) with CHECKPOINT and write one CSV row per image.
+
+    Columns: path, prediction, confidence, face_box (x0 y0 side, empty when
+    not cropped) and one probability column per class.
+    """
+    _run(_predict, checkpoint, images, face_crop, output_path, batch_size, device)
+
+
+def _predict(checkpoint: str, images: Sequence[str], face_crop: bool, output_path: str | None, batch_size: int,
+             device: str) -> None:
+    from fergen.imageio import read_image
+    from fergen_train.images import collect_image_paths, crop_square, face_crop_box, to_model_input
+
+    model, payload, runtime = _load_inference_model(checkpoint, device)
+    class_names = list(payload["class_names"])
+    input_size = tuple(payload["input_size"])
+    paths = collect_image_paths(images)
+
+    handle = open(output_path, "w", newline="", encoding="utf-8") if output_path else sys.stdout
+    try:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "prediction", "confidence", "face_box"] + [f"p_{name}" for name in class_names])
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            tensors, boxes = [], []
+            for path in chunk:
+                image = read_image(path)
+                box = face_crop_box(image) if face_crop else None
+                if face_crop and box is None:
+                    logger.warning("no face found in %s; using the whole image", path)
+                if box is not None:
+                    image = crop_square(image, box)
+                tensors.append(to_model_input(image, input_size))
+                boxes.append("" if box is None else " ".join(str(v) for v in box))
+            batch = torch.stack(tensors).to(runtime.device)
+            with torch.no_grad(), runtime.autocast():
+                probabilities = torch.softmax(model(batch).logits.float(), dim=1).cpu().numpy()
+            for path, box, row in zip(chunk, boxes, probabilities):
+                best = int(row.argmax())
+                writer.writerow([str(path), class_names[best], f"{row[best]:.6f}", box] + [f"{p:.6f}" for p in row])
+    finally:
+        if handle is not sys.stdout:
+            handle.close()

@@ -1,0 +1,226 @@
+"""The fergen-train command line, run in-process on real files."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import skimage.data
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+
+from fergen_train.cli import main
+from fergen_train.data import fergen_torch_available
+from fergen_train.trainer import fit
+
+from .synthetic import SquaresDataset, tiny_config
+
+LFW_CLASSES = ["lfw000", "lfw001", "lfw002", "lfw003"]
+
+LFW_RECIPE = {
+    "version": 1,
+    "name": "lfw4",
+    "seed": 0,
+    "faces": {"kind": "lfw-subset", "count": 4, "mask": {"strategy": "ellipse"}},
+    "backgrounds": {"kind": "skimage", "images": ["coffee", "chelsea"]},
+    "render": {"output_size": [32, 32]},
+}
+
+
+@pytest.fixture(scope="module")
+def lfw_checkpoint(tmp_path_factory):
+    """A tiny FERAtt checkpoint whose classes are the first four lfw_subset faces."""
+    folder = tmp_path_factory.mktemp("run")
+    data = SquaresDataset(length=32)
+    result = fit(tiny_config(epochs=1), data, LFW_CLASSES, folder)
+    return result.last_checkpoint
+
+
+@pytest.fixture
+def lfw_recipe(tmp_path):
+    path = tmp_path / "lfw4.yaml"
+    path.write_text(yaml.safe_dump(LFW_RECIPE))
+    return path
+
+
+def lfw_images(folder):
+    """Write the four lfw_subset faces as PNG files, as fergen's lfw-subset source decodes them."""
+    folder.mkdir()
+    paths = []
+    for index in range(4):
+        grey = skimage.data.lfw_subset()[index]
+        grey = np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        path = folder / f"face{index}.png"
+        Image.fromarray(np.repeat(grey[..., None], 3, axis=2)).save(path)
+        paths.append(path)
+    return paths
+
+
+def read_csv(text):
+    return list(csv.DictReader(text.splitlines()))
+
+
+def test_help_lists_commands():
+    result = CliRunner().invoke(main, ["--help"])
+
+    assert result.exit_code == 0
+    for command in ("fit", "evaluate", "predict"):
+        assert command in result.output
+
+
+def test_module_entry_point():
+    completed = subprocess.run([sys.executable, "-m", "fergen_train", "--help"], capture_output=True, text=True)
+
+    assert completed.returncode == 0
+    assert "Usage: fergen-train" in completed.stdout
+
+
+def test_fit_invalid_config(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("optim:\n  lr: -1\n")
+
+    result = CliRunner().invoke(main, ["fit", str(config), "--output", str(tmp_path / "run")])
+
+    assert result.exit_code == 1
+    assert "optim.lr: expected a number > 0.0, got -1" in result.output
+
+
+def test_fit_config_without_data(tmp_path):
+    config = tmp_path / "nodata.yaml"
+    config.write_text("seed: 1\n")
+
+    result = CliRunner().invoke(main, ["fit", str(config), "--output", str(tmp_path / "run")])
+
+    assert result.exit_code == 1
+    assert "no data.train" in result.output or "fergen.torch" in result.output
+
+
+def test_evaluate_real_faces(tmp_path, lfw_checkpoint, lfw_recipe):
+    output = tmp_path / "eval"
+
+    result = CliRunner().invoke(
+        main, ["evaluate", str(lfw_checkpoint), str(lfw_recipe), "--real", "--no-face-crop",
+               "--output", str(output), "--num-workers", "0", "--device", "cpu"],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in output.iterdir()) == [
+        "attention_grid.png", "confusion_matrix.png", "metrics.json", "predictions.csv"
+    ]
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["samples"] == 4
+    assert metrics["real_images"] is True
+    assert metrics["class_names"] == LFW_CLASSES
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 4
+    assert [row.sum() for row in np.asarray(metrics["confusion_matrix"])] == [1, 1, 1, 1]
+    assert set(metrics["per_class"]) == set(LFW_CLASSES)
+    rows = read_csv((output / "predictions.csv").read_text())
+    assert [row["label"] for row in rows] == LFW_CLASSES
+    correct = sum(row["label"] == row["prediction"] for row in rows)
+    assert metrics["accuracy"] == correct / 4
+
+
+def test_predict_matches_evaluate(tmp_path, lfw_checkpoint, lfw_recipe):
+    paths = lfw_images(tmp_path / "images")
+    CliRunner().invoke(
+        main, ["evaluate", str(lfw_checkpoint), str(lfw_recipe), "--real", "--no-face-crop",
+               "--output", str(tmp_path / "eval"), "--num-workers", "0", "--device", "cpu"],
+    )
+    evaluated = read_csv((tmp_path / "eval" / "predictions.csv").read_text())
+
+    result = CliRunner().invoke(main, ["predict", str(lfw_checkpoint), str(tmp_path / "images"), "--device", "cpu"])
+
+    assert result.exit_code == 0, result.output
+    predicted = read_csv(result.stdout)
+    assert [row["path"] for row in predicted] == [str(path) for path in paths]
+    for mine, theirs in zip(predicted, evaluated):
+        assert mine["prediction"] == theirs["prediction"]
+        for name in LFW_CLASSES:
+            assert float(mine[f"p_{name}"]) == pytest.approx(float(theirs[f"p_{name}"]), abs=2e-6)
+
+
+def test_predict_face_crop_to_file(tmp_path, lfw_checkpoint, caplog):
+    image = tmp_path / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(image)
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(blank)
+    output = tmp_path / "predictions.csv"
+
+    result = CliRunner().invoke(
+        main, ["predict", str(lfw_checkpoint), str(image), str(blank), "--face-crop", "--output", str(output),
+               "--device", "cpu"],
+    )
+
+    assert result.exit_code == 0, result.output
+    rows = read_csv(output.read_text())
+    assert [row["path"] for row in rows] == [str(image), str(blank)]
+    x0, y0, side = (int(value) for value in rows[0]["face_box"].split())
+    assert 0 < side < 512
+    assert rows[1]["face_box"] == ""
+    assert f"no face found in {blank}; using the whole image" in caplog.text
+    for row in rows:
+        probabilities = [float(row[f"p_{name}"]) for name in LFW_CLASSES]
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+        assert row["prediction"] in LFW_CLASSES
+        assert float(row["confidence"]) == pytest.approx(max(probabilities))
+
+
+def test_predict_missing_image(tmp_path, lfw_checkpoint):
+    result = CliRunner().invoke(main, ["predict", str(lfw_checkpoint), str(tmp_path / "absent.jpg")])
+
+    assert result.exit_code == 1
+    assert "absent.jpg' not found" in result.output
+
+
+def test_evaluate_missing_checkpoint(tmp_path, lfw_recipe):
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "none.pt"), str(lfw_recipe), "--real"])
+
+    assert result.exit_code == 1
+    assert "none.pt' not found" in result.output
+
+
+def test_evaluate_unknown_class(tmp_path, lfw_recipe):
+    data = SquaresDataset(length=32)
+    run = fit(tiny_config(epochs=1), data, ["a", "b", "c", "d"], tmp_path / "run")
+
+    result = CliRunner().invoke(main, ["evaluate", str(run.last_checkpoint), str(lfw_recipe), "--real",
+                                       "--num-workers", "0"])
+
+    assert result.exit_code == 1
+    assert "has classes ['lfw000', 'lfw001', 'lfw002', 'lfw003'] that the checkpoint does not know" in result.output
+
+
+@pytest.mark.skipif(not fergen_torch_available(), reason="fergen.torch.RenderDataset is not available yet")
+def test_fit_evaluate_resume_on_recipe(tmp_path, lfw_recipe):
+    recipe = dict(LFW_RECIPE, output={"samples": 32, "samples_per_shard": 32})
+    lfw_recipe.write_text(yaml.safe_dump(recipe))
+    config = {
+        "seed": 0,
+        "model": {"variant": "feratt-cls", "input_size": 32, "encoder": "resnet18", "encoder_width": 8,
+                  "decoder_width": 4, "feature_channels": 8, "feature_blocks": 1, "classifier_width": 8,
+                  "representation_dim": 8},
+        "data": {"train": {"recipe": str(lfw_recipe)}, "val": {"recipe": str(lfw_recipe)}, "num_workers": 0},
+        "optim": {"batch_size": 16, "epochs": 1, "lr": 0.001},
+        "runtime": {"device": "cpu"},
+    }
+    config_path = tmp_path / "train.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+
+    first = CliRunner().invoke(main, ["fit", str(config_path), "--output", str(run), "--no-progress"])
+    resumed = CliRunner().invoke(main, ["fit", str(config_path), "--output", str(run), "--resume", "--epochs", "2",
+                                        "--no-progress"])
+    evaluated = CliRunner().invoke(main, ["evaluate", str(run / "epoch_002.pt"), str(lfw_recipe),
+                                          "--output", str(tmp_path / "eval"), "--num-workers", "0"])
+
+    assert first.exit_code == 0, first.output
+    assert resumed.exit_code == 0, resumed.output
+    assert evaluated.exit_code == 0, evaluated.output
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["samples"] == 32
+    assert metrics["accuracy"] == rows[-1]["val_accuracy"]
