@@ -70,7 +70,11 @@ def encode_png(image: np.ndarray, compression: int = 1) -> bytes:
     """Encode an RGB (H, W, 3) or grey (H, W) uint8 image as PNG bytes (lossless)."""
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    # The Sub filter with run-length zlib is about 3x faster than OpenCV's adaptive default and only
+    # slightly larger on rendered faces, which are black outside the face.
+    ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, compression,
+                                            cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB,
+                                            cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
     if not ok:
         raise RuntimeError("OpenCV failed to encode a PNG")
     return data.tobytes()

@@ -45,14 +45,21 @@ class RenderParams:
     grayscale: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {key: (list(value) if isinstance(value, tuple) else value)
-                for key, value in dataclasses.asdict(self).items()}
+        """Return the params as plain JSON data (tuples become lists)."""
+        result = {}
+        for name in _PARAM_NAMES:
+            value = getattr(self, name)
+            result[name] = list(value) if isinstance(value, tuple) else value
+        return result
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RenderParams":
         fields = {field.name for field in dataclasses.fields(cls)}
         return cls(**{key: tuple(value) if isinstance(value, list) else value
                       for key, value in data.items() if key in fields})
+
+
+_PARAM_NAMES = tuple(field.name for field in dataclasses.fields(RenderParams))
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -112,11 +119,14 @@ def pixel_to_normalized(height: int, width: int) -> np.ndarray:
     return np.array([[2.0 / width, 0, 1.0 / width - 1.0], [0, 2.0 / height, 1.0 / height - 1.0], [0, 0, 1]])
 
 
-def normalized_homography(params: RenderParams) -> np.ndarray:
-    """Return the 3x3 map from output to face-canvas coordinates, both normalised to [-1, 1]."""
+def normalized_homography(params: RenderParams, matrix: np.ndarray | None = None) -> np.ndarray:
+    """Return the 3x3 map from output to face-canvas coordinates, both normalised to [-1, 1].
+
+    ``matrix`` is :func:`face_to_output_matrix` of ``params`` when already computed.
+    """
     height, width = params.output_size
     size = params.face_size
-    inverse = np.linalg.inv(face_to_output_matrix(params))
+    inverse = np.linalg.inv(face_to_output_matrix(params) if matrix is None else matrix)
     homography = pixel_to_normalized(size, size) @ inverse @ np.linalg.inv(pixel_to_normalized(height, width))
     return homography / homography[2, 2]
 

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # Draws made to replace an unreadable background before a sample gives up.
 _BACKGROUND_RETRIES = 32
-# Memory for premultiplied float32 faces kept per process (64 KiB per 128x128 face as uint8, 256 KiB as float).
+# Memory for premultiplied uint8 faces kept per process (64 KiB per 128x128 face).
 _PREMULTIPLIED_CACHE_BYTES = 256 * 2**20
 
 
@@ -89,7 +89,7 @@ class Renderer:
         return face, background, params, rng
 
     def premultiplied(self, face: int) -> np.ndarray:
-        """Return face ``face`` as premultiplied float32 RGBA, cached up to ``_PREMULTIPLIED_CACHE_BYTES``."""
+        """Return face ``face`` as premultiplied uint8 RGBA, cached up to ``_PREMULTIPLIED_CACHE_BYTES``."""
         cached = self._premultiplied.get(face)
         if cached is None:
             cached = premultiply(self.faces.rgba[face])

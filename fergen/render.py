@@ -4,7 +4,7 @@ Images are float32 in [0, 1] between steps and RGB throughout. Steps 1, 2
 and 6 (canvas, mask cleanup, feathering) run once per face in
 :mod:`fergen.assets`; this module runs the per-sample steps:
 
-3. geometry: one homography warps the premultiplied face and its alpha;
+3. geometry: one homography warps the premultiplied face and its alpha (uint8, 4 channels);
 4. background: an aspect-preserving crop of the photo, resized to the output;
 5. luminance: the face's Lab L scaled by mean L(background) / mean L(face) under the alpha;
 7. composite: ``alpha * face + (1 - alpha) * background``; target = face x alpha;
@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .arrays import check_image
-from .params import RenderParams, affine_theta, face_to_output_matrix, normalized_homography
+from .params import RenderParams, face_to_output_matrix, normalized_homography
 
 _EPSILON = 1e-6
 
@@ -62,14 +62,15 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def premultiply(rgba: np.ndarray) -> np.ndarray:
-    """uint8 RGBA with straight alpha to float32 RGBA with premultiplied colour."""
-    result = to_float(rgba)
-    result[..., :3] *= result[..., 3:4]
+    """uint8 RGBA with straight alpha to uint8 RGBA with premultiplied colour (rounded)."""
+    alpha = rgba[..., 3:4].astype(np.uint16)
+    result = rgba.copy()
+    result[..., :3] = (rgba[..., :3].astype(np.uint16) * alpha + 127) // 255
     return result
 
 
 def warp_face(premultiplied: np.ndarray, matrix: np.ndarray, output_size: tuple[int, int]) -> np.ndarray:
-    """Step 3: warp premultiplied RGBA (float32) with a face-to-output homography.
+    """Step 3: warp premultiplied RGBA (uint8 or float32) with a face-to-output homography.
 
     Interpolating premultiplied colour keeps edge pixels from mixing with the
     black outside the face, so the composite has no dark ring. Parts that land
@@ -80,16 +81,14 @@ def warp_face(premultiplied: np.ndarray, matrix: np.ndarray, output_size: tuple[
                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
 
 
-def unpremultiply(warped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split warped premultiplied RGBA into straight colour (H, W, 3) and alpha (H, W).
+def unpremultiply(premultiplied: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Return straight colour (H, W, 3) from premultiplied colour and alpha (float32, [0, 1]).
 
-    Bilinear interpolation of premultiplied values keeps colour <= alpha, so
-    straight colour stays within [0, 1] and is zero where alpha is zero.
+    Colour is zero where alpha is zero. Interpolated premultiplied colour stays
+    at or below alpha up to rounding, so straight colour stays near [0, 1].
     """
-    alpha = np.ascontiguousarray(warped[..., 3])
     inverse = np.float32(1.0) / np.maximum(alpha, np.float32(_EPSILON))
-    colour = warped[..., :3] * inverse[..., None]
-    return colour, alpha
+    return premultiplied * inverse[..., None]
 
 
 def crop_box(photo_shape: tuple[int, ...], output_size: tuple[int, int],
@@ -139,8 +138,9 @@ def crop_background(photo: np.ndarray | Sequence[np.ndarray], output_size: tuple
     x0, y0, x1, y1 = crop_box(photo.shape, output_size, crop)
     height, width = output_size
     region = photo[y0:y1, x0:x1]
-    shrinking = region.shape[0] > height
-    return cv2.resize(region, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    # Below a factor of 2 (always the case with a pyramid) bilinear is close to area averaging and much faster.
+    interpolation = cv2.INTER_AREA if region.shape[0] >= 2 * height else cv2.INTER_LINEAR
+    return cv2.resize(region, (width, height), interpolation=interpolation)
 
 
 def lab_lightness(rgb: np.ndarray) -> np.ndarray:
@@ -167,30 +167,40 @@ def luminance_ratio(face_lightness: float, background: np.ndarray, alpha: np.nda
     return float(np.clip(background_lightness / face_lightness, clip[0], clip[1]))
 
 
-def scale_lightness(rgb: np.ndarray, ratio: float, alpha: np.ndarray | None = None) -> np.ndarray:
-    """Step 5b: multiply Lab L by ``ratio`` (clipped to 0-100), keeping a and b.
-
-    With ``alpha``, only the box around ``alpha > 0`` is converted (the rest of
-    a warped face is black and stays black).
-    """
+def scale_lightness(rgb: np.ndarray, ratio: float) -> np.ndarray:
+    """Step 5b: multiply the Lab L of straight RGB (float32) by ``ratio``, clipped to 0-100; a and b are kept."""
     if ratio == 1.0:
         return rgb
-    x, y, width, height = 0, 0, rgb.shape[1], rgb.shape[0]
-    if alpha is not None:
-        points = cv2.findNonZero((alpha > 0).view(np.uint8) if alpha.dtype == np.bool_ else
-                                 (alpha > 0).astype(np.uint8))
-        if points is None:
-            return rgb
-        x, y, width, height = cv2.boundingRect(points)
-    region = np.ascontiguousarray(rgb[y:y + height, x:x + width])
-    lab = cv2.cvtColor(region, cv2.COLOR_RGB2Lab)
+    lab = cv2.cvtColor(np.ascontiguousarray(rgb, np.float32), cv2.COLOR_RGB2Lab)
     lightness = lab[..., 0]
     lightness *= np.float32(ratio)
     np.minimum(lightness, np.float32(100.0), out=lightness)
-    result = rgb.copy()
     converted = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
     np.clip(converted, 0.0, 1.0, out=converted)
-    result[y:y + height, x:x + width] = converted
+    return converted
+
+
+def alpha_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
+    """Return the box (x, y, width, height) around ``alpha > 0``; width 0 when alpha is all zero."""
+    return cv2.boundingRect(alpha if alpha.dtype == np.uint8 else (alpha > 0).view(np.uint8))
+
+
+def match_lightness(premultiplied: np.ndarray, alpha: np.ndarray, ratio: float,
+                    box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Step 5b on a premultiplied face: unpremultiply, scale L, premultiply again.
+
+    Only ``box`` (default: :func:`alpha_box`) is converted; outside it the face is zero.
+    """
+    if ratio == 1.0:
+        return premultiplied
+    x, y, width, height = alpha_box(alpha) if box is None else box
+    if width == 0:
+        return premultiplied
+    box = (slice(y, y + height), slice(x, x + width))
+    region_alpha = alpha[box]
+    straight = scale_lightness(unpremultiply(premultiplied[box], region_alpha), ratio)
+    result = premultiplied.copy()
+    result[box] = straight * region_alpha[..., None]
     return result
 
 
@@ -222,11 +232,10 @@ def gaussian_noise(seed: int, shape: tuple[int, ...]) -> np.ndarray:
     return noise_bank()[offset:offset + count].reshape(shape)
 
 
-def composite(face: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Step 7: ``alpha * face + (1 - alpha) * background``, computed as ``background + alpha * (face - background)``."""
-    result = np.subtract(face, background, dtype=np.float32)
-    result *= alpha[..., None]
-    result += background
+def composite(premultiplied: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Step 7: ``alpha * face + (1 - alpha) * background``, with the face already premultiplied by alpha."""
+    result = background * (np.float32(1.0) - alpha)[..., None]
+    result += premultiplied
     return result
 
 
@@ -257,10 +266,9 @@ def photometric(image: np.ndarray, params: RenderParams) -> np.ndarray:
 
 def face_box(matrix: np.ndarray, face_alpha: np.ndarray) -> list[float]:
     """Return the unclipped box (x0, y0, x1, y1) of the warped face in output pixels."""
-    points = cv2.findNonZero((face_alpha > 0).astype(np.uint8))
-    if points is None:
+    x, y, w, h = cv2.boundingRect(face_alpha)
+    if w == 0:
         return [0.0, 0.0, 0.0, 0.0]
-    x, y, w, h = cv2.boundingRect(points)
     corners = np.array([[[x, y]], [[x + w - 1, y]], [[x, y + h - 1]], [[x + w - 1, y + h - 1]]], np.float64)
     warped = cv2.perspectiveTransform(corners, matrix)[:, 0]
     return [round(float(v), 3) for v in (*warped.min(axis=0), *warped.max(axis=0))]
@@ -275,7 +283,7 @@ def render(face_rgba: np.ndarray, face_lightness: float, background: np.ndarray 
         face_lightness: mean Lab L (0-100) of the face under its alpha (from the face table).
         background: uint8 (h, w, 3) RGB photo of any size, or its pyramid (see :func:`crop_background`).
         params: sampled parameters (``params.face_size`` must equal S).
-        premultiplied: optional cached ``premultiply(face_rgba)``, to skip that conversion.
+        premultiplied: optional cached ``premultiply(face_rgba)`` (uint8), to skip that conversion.
 
     Returns:
         The sample (label 0 and empty metadata; the caller fills them in) and the
@@ -287,18 +295,23 @@ def render(face_rgba: np.ndarray, face_lightness: float, background: np.ndarray 
     matrix = face_to_output_matrix(params)
     canonical = premultiply(face_rgba) if premultiplied is None else premultiplied
     warped = warp_face(canonical, matrix, params.output_size)
-    face, alpha = unpremultiply(warped)
-    target = warped[..., :3]
+    target = cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB)
+    mask = cv2.extractChannel(warped, 3)
+    alpha = to_float(mask)
+    face = to_float(target)
     backdrop_uint8 = crop_background(background, params.output_size, params.background_crop)
-    backdrop = to_float(backdrop_uint8)
 
     ratio = 1.0
     if params.luminance_match:
-        ratio = luminance_ratio(face_lightness, backdrop_uint8, alpha, params.luminance_clip)
-        face = scale_lightness(face, ratio, alpha)
-    image = photometric(composite(face, alpha, backdrop), params)
+        # Only the box around the face matters for both the mean and the scaling.
+        box = alpha_box(mask)
+        region = (slice(box[1], box[1] + box[3]), slice(box[0], box[0] + box[2]))
+        ratio = luminance_ratio(face_lightness, backdrop_uint8[region], alpha[region], params.luminance_clip)
+        face = match_lightness(face, alpha, ratio, box)
+    image = photometric(composite(face, alpha, to_float(backdrop_uint8)), params)
 
-    canonical_area = float(canonical[..., 3].sum())
+    homography = normalized_homography(params, matrix)
+    canonical_area = float(canonical[..., 3].sum(dtype=np.int64)) / 255.0
     # Local area scale of the homography at the canvas centre: det(H) / w^3.
     centre = (params.face_size - 1) / 2.0
     w = float(matrix[2] @ np.array([centre, centre, 1.0]))
@@ -306,7 +319,7 @@ def render(face_rgba: np.ndarray, face_lightness: float, background: np.ndarray 
     visible = float(alpha.sum()) / max(canonical_area * area_scale, _EPSILON)
     facts = {"luminance_ratio": round(ratio, 6), "visible_fraction": round(min(1.0, visible), 4),
              "face_box": face_box(matrix, face_rgba[..., 3]),
-             "homography": [[round(float(v), 8) for v in row] for row in normalized_homography(params)]}
-    sample = Sample(composite=to_uint8(image), target=to_uint8(target), mask=to_uint8(alpha), label=0,
-                    theta=affine_theta(params))
+             "homography": [[round(float(v), 8) for v in row] for row in homography]}
+    sample = Sample(composite=to_uint8(image), target=target, mask=mask, label=0,
+                    theta=homography[:2].astype(np.float32))
     return sample, facts

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from fergen.params import (RenderParams, affine_theta, face_to_output_matrix, sample_params, sample_rng)
 from fergen.recipe import RenderConfig
 from fergen.render import (composite, crop_background, crop_box, gaussian_noise, lab_lightness, luminance_ratio,
-                           photometric, premultiply, render, scale_lightness, to_uint8, unpremultiply)
+                           match_lightness, photometric, premultiply, render, scale_lightness, to_float, to_uint8,
+                           unpremultiply)
 
 
 def plain_params(**changes) -> RenderParams:
@@ -76,7 +77,7 @@ def test_theta_matches_grid_sample_of_canonical_face():
     for _ in range(5):
         params = dataclasses.replace(sample_params(rng, config), luminance_match=False, noise_sigma=0.0)
         sample, _ = render(face, 50.0, background, params)
-        canonical = torch.from_numpy(premultiply(face)).permute(2, 0, 1)[None, :3]
+        canonical = torch.from_numpy(to_float(premultiply(face))).permute(2, 0, 1)[None, :3]
         theta = torch.from_numpy(sample.theta)[None]
         grid = functional.affine_grid(theta, (1, 3, 96, 80), align_corners=False)
         warped = functional.grid_sample(canonical, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -97,15 +98,28 @@ def test_premultiplied_warp_has_no_dark_ring():
     assert sample.composite.min() >= 239
 
 
+def test_premultiply_rounds_by_hand():
+    rgba = np.array([[[200, 100, 3, 128], [255, 255, 255, 0], [10, 20, 30, 255]]], np.uint8)
+    np.testing.assert_array_equal(premultiply(rgba)[0], [[100, 50, 2, 128], [0, 0, 0, 0], [10, 20, 30, 255]])
+
+
 def test_unpremultiply_recovers_straight_colour():
-    warped = np.zeros((1, 3, 4), np.float32)
-    warped[0, 0] = [0.25, 0.1, 0.05, 0.5]
-    warped[0, 1] = [0.0, 0.0, 0.0, 0.0]
-    warped[0, 2] = [0.8, 0.8, 0.8, 1.0]
-    colour, alpha = unpremultiply(warped)
+    premultiplied = np.array([[[0.25, 0.1, 0.05], [0.0, 0.0, 0.0], [0.8, 0.8, 0.8]]], np.float32)
+    alpha = np.array([[0.5, 0.0, 1.0]], np.float32)
+    colour = unpremultiply(premultiplied, alpha)
     np.testing.assert_allclose(colour[0, 0], [0.5, 0.2, 0.1], rtol=1e-6)
     np.testing.assert_allclose(colour[0, 1], [0, 0, 0])
-    np.testing.assert_allclose(alpha[0], [0.5, 0.0, 1.0])
+    np.testing.assert_allclose(colour[0, 2], [0.8, 0.8, 0.8])
+
+
+def test_match_lightness_keeps_premultiplied_form():
+    alpha = np.array([[0.0, 0.5, 1.0]], np.float32)
+    straight = np.full((1, 3, 3), 0.5, np.float32)
+    premultiplied = straight * alpha[..., None]
+    result = match_lightness(premultiplied, alpha, 1.2)
+    expected = scale_lightness(straight, 1.2) * alpha[..., None]
+    np.testing.assert_allclose(result, expected, atol=1e-6)
+    assert match_lightness(premultiplied, alpha, 1.0) is premultiplied
 
 
 def test_crop_box_keeps_aspect_inside_photo():
@@ -162,10 +176,11 @@ def test_scale_lightness_changes_only_l():
 
 
 def test_composite_by_hand():
-    face = np.full((1, 2, 3), 1.0, np.float32)
-    background = np.full((1, 2, 3), 0.2, np.float32)
     alpha = np.array([[0.25, 1.0]], np.float32)
-    np.testing.assert_allclose(composite(face, alpha, background)[0, :, 0], [0.4, 1.0])
+    premultiplied_white = np.repeat(alpha[..., None], 3, axis=2)
+    background = np.full((1, 2, 3), 0.2, np.float32)
+    # 0.25 * 1.0 + 0.75 * 0.2 = 0.4.
+    np.testing.assert_allclose(composite(premultiplied_white, alpha, background)[0, :, 0], [0.4, 1.0], rtol=1e-6)
 
 
 def test_contrast_and_brightness_by_hand():
