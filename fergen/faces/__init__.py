@@ -25,6 +25,6 @@ def register(kind: str) -> Callable[[T], T]:
 
 
 # Imported for their registrations.
-from . import folder, skimage_faces  # noqa: E402,F401
+from . import bu3dfe, ckplus, fer2013, folder, jaffe, kdef, rafdb, skimage_faces  # noqa: E402,F401
 
 __all__ = ["FACE_KINDS", "FaceRecord", "FaceSource", "register"]

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
 from ..errors import DataError
 from ..imageio import read_image, read_mask
+
+if TYPE_CHECKING:
+    from .index import FaceIndex
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,8 @@ class FaceRecord:
         subject: Subject (person) id, used for subject-independent splits.
         label: Canonical expression label (e.g. ``happy``) before class mapping.
         path: Image file, or ``None`` when the source decodes pixels itself.
-        mask_path: Optional mask image (white face on black).
+        mask_path: Optional mask image (white face on black), or a file the
+            source turns into a mask (CK+ landmarks).
         code: The dataset's own label code (e.g. ``5`` in CK+, ``HA`` in BU-3DFE).
         meta: Extra facts recorded in every sample's metadata (frame, intensity...).
     """
@@ -44,36 +49,65 @@ class FaceRecord:
 
 
 class FaceSource:
-    """Base class of face sources: lists records and loads their pixels.
+    """Base class of face sources: lists faces and loads their pixels.
 
-    Subclasses set ``config`` and implement :meth:`scan`. Records are listed
-    once and kept in memory; files that don't match the naming scheme are
+    A subclass implements :meth:`scan` (records built in memory) or
+    :meth:`full_index` (arrays, possibly cached on disk), and may override
+    :meth:`admit` to apply its own options and :meth:`draw` for options that
+    need the recipe seed. Files that don't match the naming scheme are
     collected in ``unmatched`` so the summary can report them.
     """
 
-    #: Canonical label names this source can produce, in the dataset's order.
+    #: Canonical label names this source can produce, in canonical order.
     labels: tuple[str, ...] = ()
-    #: True when the dataset carries subject ids (RAF-DB does not).
+    #: True when the dataset carries subject ids (RAF-DB and FER2013 do not).
     has_subjects: bool = True
 
     def __init__(self, config: Any, root: Path):
         self.config = config
         self.root = Path(root)
         self.unmatched: list[str] = []
+        self._index: Optional["FaceIndex"] = None
         self._records: Optional[list[FaceRecord]] = None
 
     def scan(self) -> list[FaceRecord]:
-        """List every face record of the source, sorted by id."""
+        """List every face record of the source."""
         raise NotImplementedError
 
+    def full_index(self) -> "FaceIndex":
+        """Return every face of the dataset before the source's options apply (default: :meth:`scan`)."""
+        from .index import FaceIndex
+
+        records = self.scan()
+        ids = Counter(record.id for record in records)
+        duplicated = [face_id for face_id, count in ids.items() if count > 1]
+        if duplicated:
+            raise DataError(f"{self.root}: duplicate face ids {duplicated[:5]}; each face needs a unique id.")
+        return FaceIndex.from_records(records, self.unmatched)
+
+    def admit(self, index: "FaceIndex") -> "FaceIndex":
+        """Return the faces of ``index`` that the source's options keep (default: all)."""
+        return index
+
+    def index(self) -> "FaceIndex":
+        """Return the faces the source's options admit, as arrays sorted by id (built once)."""
+        if self._index is None:
+            full = self.full_index()
+            self.unmatched = list(full.unmatched)
+            self._index = self.admit(full)
+        return self._index
+
+    def draw(self, seed: int) -> "FaceIndex":
+        """Return :meth:`index` after the source's seeded draws (default: no draw).
+
+        CK+ overrides it to pick the subjects whose first frame is a neutral face.
+        """
+        return self.index()
+
     def records(self) -> list[FaceRecord]:
+        """Return the records of :meth:`index`, sorted by id (before seeded draws)."""
         if self._records is None:
-            records = self.scan()
-            ids = Counter(record.id for record in records)
-            duplicated = [face_id for face_id, count in ids.items() if count > 1]
-            if duplicated:
-                raise DataError(f"{self.root}: duplicate face ids {duplicated[:5]}; each face needs a unique id.")
-            self._records = sorted(records, key=lambda record: record.id)
+            self._records = self.index().records()
         return self._records
 
     def load_image(self, record: FaceRecord) -> np.ndarray:
@@ -89,7 +123,14 @@ class FaceSource:
         return read_mask(record.mask_path)
 
     def fingerprint(self) -> str:
-        """Return a hash of the file list with sizes and modification times."""
+        """Return a hash of the file list with sizes and modification times.
+
+        A source with a cached index returns the index key, which already
+        covers the listing; other sources hash each record's files.
+        """
+        index = self.index()
+        if index.fingerprint:
+            return index.fingerprint
         digest = hashlib.sha256(type(self).__name__.encode())
         for record in self.records():
             digest.update(record.id.encode())
@@ -120,18 +161,55 @@ def require_folder(path: Path, key: str, expected: str = "") -> Path:
 
 
 def suggest_nearby(path: Path) -> str:
-    """Return a hint naming an existing folder with the same name one level up or down."""
-    candidates = []
+    """Return a hint naming :func:`nearest_path` of ``path``, or an empty string."""
+    candidate = nearest_path(path)
+    return f" Did you mean {candidate}?" if candidate is not None else ""
+
+
+def nearest_path(path: Path) -> Optional[Path]:
+    """Return an existing file or folder that ``path`` probably meant, or ``None``.
+
+    Tried in order: the same name in another letter case, the same name one
+    level down (``parent/*/name``), one level up (``grandparent/name``), in a
+    sibling of the parent (``grandparent/*/name``), then a close spelling in
+    the same folder (``difflib``, ratio >= 0.75).
+    """
     parent = path.parent
-    if parent.parent.is_dir():
-        candidates += [p / path.name for p in parent.parent.iterdir() if p.is_dir()]
-    if parent.is_dir():
-        candidates += [p / path.name for p in parent.iterdir() if p.is_dir()]
-        candidates += [p for p in parent.iterdir() if p.is_dir() and p.name.lower() == path.name.lower()]
+    siblings = _subfolders(parent)
+    candidates = [folder for folder in siblings if folder.name.lower() == path.name.lower()]
+    candidates += [folder / path.name for folder in siblings]
+    candidates.append(parent.parent / path.name)
+    candidates += [folder / path.name for folder in _subfolders(parent.parent)]
+    names = [entry.name for entry in _entries(parent)]
+    candidates += [parent / name for name in difflib.get_close_matches(path.name, names, n=3, cutoff=0.75)]
     for candidate in candidates:
-        if candidate.exists() and candidate != path:
-            return f" Did you mean {candidate}?"
-    return ""
+        if candidate != path and candidate.exists():
+            return candidate
+    return None
+
+
+# Folders with more entries than this are not searched for suggestions, so a typo next to a
+# folder of 100,000 images does not stall the error message.
+_MAX_ENTRIES_SEARCHED = 2000
+
+
+def _entries(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    entries = []
+    try:
+        for entry in folder.iterdir():
+            if len(entries) >= _MAX_ENTRIES_SEARCHED:
+                return []
+            if not entry.name.startswith("."):
+                entries.append(entry)
+    except OSError:
+        return []
+    return sorted(entries)
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return [entry for entry in _entries(folder) if entry.is_dir()]
 
 
 SourceFactory = Callable[[Any, Path], FaceSource]

@@ -1,0 +1,136 @@
+"""FER2013: the Kaggle facial expression recognition challenge data, one CSV file.
+
+``fer2013.csv`` has the header ``emotion,pixels,Usage``; each row holds a code
+(0 anger, 1 disgust, 2 fear, 3 happy, 4 sadness, 5 surprise, 6 neutral), a
+48x48 grey image as 2304 space-separated grey levels, and the split:
+``Training``, ``PublicTest`` (used as validation) or ``PrivateTest`` (test).
+The images are decoded once and cached with the index. FER2013 carries no
+subject ids, so each image is its own subject and folds split by image.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+
+from ..errors import DataError
+from ..schema import fail, spec
+from . import register
+from .base import FaceRecord
+from .dataset import DatasetConfig, DatasetSource
+from .index import FaceIndex, FileListing, IndexBuilder
+
+FER2013_CODES = {"0": "anger", "1": "disgust", "2": "fear", "3": "happy", "4": "sadness", "5": "surprise",
+                 "6": "neutral"}
+#: The ``usage`` recipe values and the ``Usage`` column values they select.
+USAGES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+CSV_NAME = "fer2013.csv"
+IMAGE_SIDE = 48
+COLUMNS = ("emotion", "pixels", "Usage")
+
+
+@register("fer2013")
+@dataclass(frozen=True)
+class Fer2013FacesConfig(DatasetConfig):
+    """FER2013 (``fer2013.csv``: emotion, pixels, Usage), decoded to 48x48 images; no subject ids."""
+
+    path: str = spec("", help="fer2013.csv, or the folder that holds it")
+    usage: tuple[Literal["train", "val", "test"], ...] = spec(
+        ("train",), help="rows to keep by Usage: train (Training), val (PublicTest), test (PrivateTest)")
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        if not self.usage:
+            fail(f"{key}.usage", [], "a non-empty list of train, val and test", f"Set '{key}.usage' to [train].")
+
+    def open(self, data_root: Path) -> "Fer2013FaceSource":
+        path = self.dataset_path(data_root)
+        if path.suffix.lower() == ".csv":
+            return Fer2013FaceSource(self, path.parent, path.name)
+        return Fer2013FaceSource(self, path, CSV_NAME)
+
+
+class Fer2013FaceSource(DatasetSource):
+    name = "FER2013"
+    kind = "fer2013"
+    codes = FER2013_CODES
+    has_subjects = False
+    layout = (f"{CSV_NAME}   (header emotion,pixels,Usage; 2304 grey levels a row)",)
+
+    def __init__(self, config: Fer2013FacesConfig, root: Path, csv_name: str):
+        super().__init__(config, root)
+        self.csv_name = csv_name
+
+    def layout_text(self, root: Optional[Path] = None) -> str:
+        return f"    {(self.root if root is None else root) / self.csv_name}   (header emotion,pixels,Usage)"
+
+    def looks_like(self, folder: Path) -> bool:
+        return (folder / self.csv_name).is_file()
+
+    def inputs(self) -> list[str]:
+        return [self.csv_name]
+
+    def build_index(self, listing: FileListing) -> FaceIndex:
+        path = self.root / self.csv_name
+        builder = IndexBuilder(str(path))
+        images = []
+        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip() for name in next(reader, [])]
+            missing = [name for name in COLUMNS if name not in header]
+            if missing:
+                raise DataError(f"{path}: missing column(s) {missing}; found {header}. FER2013's first line is "
+                                "the header 'emotion,pixels,Usage'. Check that this is the FER2013 file.")
+            columns = [header.index(name) for name in COLUMNS]
+            for line, row in enumerate(reader, start=2):
+                image = self._parse_row(row, columns, line, builder)
+                if image is None:
+                    continue
+                code, usage = row[columns[0]].strip(), row[columns[2]].strip()
+                face_id = f"line{line:06d}"
+                builder.add(face_id, face_id, FER2013_CODES[code], code, usage=usage, line=line,
+                            pixel_row=len(images))
+                images.append(image)
+        pixels = np.stack(images) if images else np.zeros((0, IMAGE_SIDE, IMAGE_SIDE), np.uint8)
+        return builder.build(pixels=pixels)
+
+    @staticmethod
+    def _parse_row(row: list[str], columns: list[int], line: int, builder: IndexBuilder) -> Optional[np.ndarray]:
+        """Return the row's 48x48 uint8 image, or reject the row and return None."""
+        where = f"line {line}"
+        if len(row) <= max(columns):
+            builder.reject(where, f"{len(row)} columns, expected at least {max(columns) + 1}")
+            return None
+        code, pixels, usage = (row[column].strip() for column in columns)
+        if code not in FER2013_CODES:
+            builder.reject(where, f"emotion {code[:10]!r} is not a code from 0 to 6")
+            return None
+        if usage not in USAGES.values():
+            builder.reject(where, f"Usage {usage[:20]!r} is not one of {', '.join(USAGES.values())}")
+            return None
+        values = pixels.split()
+        if len(values) != IMAGE_SIDE * IMAGE_SIDE:
+            builder.reject(where, f"{len(values)} pixel values, expected {IMAGE_SIDE * IMAGE_SIDE}")
+            return None
+        try:
+            image = np.array(values, dtype=np.int64)
+        except ValueError:
+            builder.reject(where, "pixels are not whole numbers")
+            return None
+        if image.min() < 0 or image.max() > 255:
+            builder.reject(where, "pixel values outside 0-255")
+            return None
+        return image.astype(np.uint8).reshape(IMAGE_SIDE, IMAGE_SIDE)
+
+    def admit(self, index: FaceIndex) -> FaceIndex:
+        wanted = [USAGES[usage] for usage in self.config.usage]
+        return index.take(np.flatnonzero(np.isin(index.meta["usage"], wanted)))
+
+    def load_image(self, record: FaceRecord) -> np.ndarray:
+        """Return the 48x48 grey image as RGB uint8 (48, 48, 3)."""
+        grey = np.asarray(self.index().pixels[int(record.meta["pixel_row"])])
+        return np.repeat(grey[..., None], 3, axis=2)
