@@ -82,8 +82,18 @@ def render_shard(renderer: Renderer, out: Path, shard: int,
     return record
 
 
+# Renderers already unpickled in this worker process, so background photos decoded for one
+# shard stay cached for the next shard of the same run.
+_WORKER_RENDERERS: dict[tuple[str, str, str], Renderer] = {}
+
+
 def _render_shard_task(renderer: Renderer, out: str, shard: int) -> dict[str, Any]:
-    return render_shard(renderer, Path(out), shard).to_dict()
+    key = (renderer.recipe.sha256, renderer.faces.fingerprint, str(renderer.data_root))
+    cached = _WORKER_RENDERERS.setdefault(key, renderer)
+    if len(_WORKER_RENDERERS) > 4:
+        _WORKER_RENDERERS.clear()
+        _WORKER_RENDERERS[key] = cached
+    return render_shard(cached, Path(out), shard).to_dict()
 
 
 def check_output_folder(out: Path, recipe: Recipe, overwrite: bool) -> None:

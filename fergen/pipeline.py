@@ -98,9 +98,15 @@ class Renderer:
         return cached
 
     def load_background(self, background: int, rng: np.random.Generator) -> tuple[int, tuple[np.ndarray, ...]]:
-        """Load a background; an unreadable photo is counted and replaced by another draw."""
+        """Load a background; an unreadable photo is counted and replaced by another draw.
+
+        ``unreadable_backgrounds`` counts draws that hit each unreadable photo,
+        which depends only on the samples rendered, not on the worker count.
+        """
         for _ in range(_BACKGROUND_RETRIES):
-            if background not in self._bad_backgrounds:
+            if background in self._bad_backgrounds:
+                self.unreadable_backgrounds[self.backgrounds.names[background]] += 1
+            else:
                 try:
                     return background, self.backgrounds.load(background)
                 except DataError as error:

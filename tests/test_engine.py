@@ -168,3 +168,14 @@ def test_dask_local_cluster_gives_same_bytes(recipe, tmp_path):
     assert summary.rendered_shards == 3
     assert shard_bytes(tmp_path / "dask") == shard_bytes(tmp_path / "joblib")
     assert verify_folder(tmp_path / "dask").ok
+
+
+def test_unreadable_background_counts_do_not_depend_on_workers(face_folder, background_folder, tmp_path):
+    (background_folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    recipe = recipe_from_dict(small_recipe(face_folder, background_folder))
+    one = render_to_folder(recipe, tmp_path / "one", data_root="/", workers=1)
+    two = render_to_folder(recipe, tmp_path / "two", data_root="/", workers=2)
+    assert sum(one.unreadable_backgrounds.values()) > 0
+    assert one.unreadable_backgrounds == two.unreadable_backgrounds
+    assert shard_bytes(tmp_path / "one") == shard_bytes(tmp_path / "two")
+    assert (tmp_path / "one" / "manifest.json").read_bytes() == (tmp_path / "two" / "manifest.json").read_bytes()
