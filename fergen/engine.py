@@ -35,7 +35,7 @@ ProgressCallback = Callable[[int], None]
 
 @dataclass
 class RenderSummary:
-    """What a render run did, for the CLI summary and for tests."""
+    """Summary of a render run, for the CLI and for tests."""
 
     out: Path
     samples: int
@@ -97,7 +97,7 @@ def _render_shard_task(renderer: Renderer, out: str, shard: int) -> dict[str, An
 
 
 def check_output_folder(out: Path, recipe: Recipe, overwrite: bool) -> None:
-    """Refuse to mix two recipes in one folder unless ``overwrite`` is set."""
+    """Raise :class:`ShardError` if ``out`` contains shards of another recipe, unless ``overwrite`` is set."""
     manifest_path = out / MANIFEST
     if not manifest_path.is_file():
         return
@@ -106,7 +106,7 @@ def check_output_folder(out: Path, recipe: Recipe, overwrite: bool) -> None:
     except ValueError:
         previous = None
     if previous != recipe.sha256 and not overwrite:
-        raise ShardError(f"{out} holds shards of another recipe (sha256 {str(previous)[:12]}..., this recipe "
+        raise ShardError(f"{out} contains shards of another recipe (sha256 {str(previous)[:12]}..., this recipe "
                          f"{recipe.sha256[:12]}...). Use a new output folder, or pass --overwrite to replace them.")
 
 

@@ -1,6 +1,6 @@
 """From a recipe and an index to a sample: the sampling pipeline shared by every engine.
 
-:class:`Renderer` holds the prepared faces and the background source. Sample
+:class:`Renderer` contains the prepared faces and the background source. Sample
 ``index`` of ``epoch`` depends only on the recipe and those two numbers, so
 shard writers, torch datasets and any worker process render the same pixels.
 """

@@ -131,7 +131,7 @@ def test_other_recipe_in_same_folder_is_refused(recipe, tmp_path, face_folder, b
     out = tmp_path / "out"
     render_to_folder(recipe, out, data_root="/")
     other = recipe_from_dict(small_recipe(face_folder, background_folder, seed=8))
-    with pytest.raises(ShardError, match="holds shards of another recipe"):
+    with pytest.raises(ShardError, match="contains shards of another recipe"):
         render_to_folder(other, out, data_root="/")
     summary = render_to_folder(other, out, data_root="/", overwrite=True)
     assert summary.rendered_shards == 3
