@@ -248,3 +248,23 @@ def test_coco_without_pycocotools_names_extra(monkeypatch, tmp_path):
     config = CocoBackgroundsConfig(kind="coco", annotations=str(tmp_path / "a.json"), images=str(tmp_path / "images"))
     with pytest.raises(MissingDependencyError, match=r"pip install 'fergen\[coco\]'"):
         config.open(Path("/"))
+
+
+def test_sample_label_matches_its_face(face_folder, background_folder):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    data = small_recipe(face_folder, background_folder, sampling={"face_choice": "class-balanced"})
+    renderer = Renderer(recipe_from_dict(data), "/", use_cache=False)
+    faces = renderer.faces
+
+    @settings(max_examples=40, deadline=None)
+    @given(index=st.integers(0, 10**9), epoch=st.integers(0, 1000))
+    def check(index, epoch):
+        sample = renderer.sample(index, epoch)
+        face = faces.ids.index(sample.metadata["face_id"])
+        assert sample.label == int(faces.labels[face])
+        assert sample.metadata["class_name"] == faces.class_names[sample.label]
+        assert sample.metadata["subject"] == faces.subjects[face]
+
+    check()
