@@ -15,7 +15,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import cv2
 import numpy as np
@@ -179,8 +179,13 @@ def _load(path: Path, fingerprint: str) -> Optional[FaceTable]:
 
 
 def build_face_table(recipe: Recipe, data_root: Path, cache_dir: Optional[Path] = None,
-                     use_cache: bool = True, workers: int = 1) -> FaceTable:
+                     use_cache: bool = True, workers: int = 1,
+                     progress: Optional[Callable[[int], None]] = None,
+                     on_start: Optional[Callable[[int], None]] = None) -> FaceTable:
     """Select, mask and prepare every face of the recipe (cached on disk by fingerprint).
+
+    ``on_start`` is called with the number of faces to prepare (not called on a
+    cache hit), then ``progress`` once per prepared face.
 
     Raises:
         DataError: if no face is usable, or more than ``sampling.max_skipped_fraction`` are skipped.
@@ -197,14 +202,24 @@ def build_face_table(recipe: Recipe, data_root: Path, cache_dir: Optional[Path] 
 
     size, padding = recipe.render.face_size, recipe.render.padding
     log.info("preparing %d faces (mask strategy %s)", len(selection.records), recipe.faces.mask.strategy)
-    jobs = [(record,) for record in selection.records]
-    if workers > 1 and len(jobs) > 8:
+    if on_start is not None:
+        on_start(len(selection.records))
+    def prepare(record: FaceRecord) -> tuple[Optional[np.ndarray], str]:
+        return prepare_face(source, record, recipe.faces.mask, size, padding)
+
+    if workers > 1 and len(selection.records) > 8:
         from joblib import Parallel, delayed
 
-        results = Parallel(n_jobs=workers, backend="threading")(
-            delayed(prepare_face)(source, record, recipe.faces.mask, size, padding) for (record,) in jobs)
+        # OpenCV releases the GIL, so threads share the source without pickling it.
+        iterator = Parallel(n_jobs=workers, backend="threading", return_as="generator")(
+            delayed(prepare)(record) for record in selection.records)
     else:
-        results = [prepare_face(source, record, recipe.faces.mask, size, padding) for (record,) in jobs]
+        iterator = (prepare(record) for record in selection.records)
+    results = []
+    for result in iterator:
+        results.append(result)
+        if progress is not None:
+            progress(1)
 
     kept = [(record, label, canvas) for (record, label, (canvas, _)) in
             zip(selection.records, selection.label_ids, results) if canvas is not None]

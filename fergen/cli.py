@@ -56,6 +56,26 @@ def _load(recipe: str, samples: Optional[int] = None):
     return loaded
 
 
+def _prepare_renderer(loaded, data_root: Optional[Path], workers: int, cache_dir: Optional[Path], quiet: bool):
+    """Build the renderer, with a progress bar while faces are masked and prepared."""
+    from tqdm import tqdm
+
+    from .pipeline import Renderer
+
+    bars = []
+
+    def start(total: int) -> None:
+        bars.append(tqdm(total=total, unit="face", disable=quiet, file=sys.stderr, dynamic_ncols=True,
+                         desc="preparing faces"))
+
+    try:
+        return Renderer(loaded, data_root, cache_dir=cache_dir, workers=workers, on_face_start=start,
+                        face_progress=lambda count: bars[-1].update(count))
+    finally:
+        for bar in bars:
+            bar.close()
+
+
 @cli.command()
 @click.argument("recipe")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -86,11 +106,12 @@ def render(recipe: str, out: Path, data_root: Optional[Path], workers: int, back
     loaded = _load(recipe, samples)
     click.echo(f"recipe {loaded.name} ({loaded.sha256[:12]}): {loaded.output.samples} samples in "
                f"{loaded.shard_count} shards -> {out}", err=True)
+    renderer = _prepare_renderer(loaded, data_root, workers, cache_dir, quiet)
     with tqdm(total=loaded.output.samples, unit="sample", disable=quiet, file=sys.stderr,
-              dynamic_ncols=True, smoothing=0.1) as bar:
+              dynamic_ncols=True, smoothing=0.1, desc="rendering") as bar:
         summary = render_to_folder(loaded, out, data_root=data_root, workers=workers, backend=backend,
                                    scheduler=scheduler, overwrite=overwrite, progress=bar.update,
-                                   cache_dir=cache_dir)
+                                   cache_dir=cache_dir, renderer=renderer)
     click.echo(f"wrote {summary.samples} samples in {summary.shards} shards to {summary.out} "
                f"({summary.rendered_shards} rendered, {summary.reused_shards} reused) in {summary.seconds:.1f} s"
                f" ({summary.samples_per_second:.0f} samples/s)")

@@ -11,7 +11,7 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -42,15 +42,19 @@ class Renderer:
         cache_dir: face cache folder (default ``~/.cache/fergen``).
         use_cache: read and write the face cache.
         workers: threads used to prepare faces.
+        face_progress, on_face_start: progress callbacks of :func:`~fergen.assets.build_face_table`.
     """
 
     def __init__(self, recipe: Recipe, data_root: str | os.PathLike | None = None,
                  faces: Optional[FaceTable] = None, cache_dir: Optional[Path] = None,
-                 use_cache: bool = True, workers: int = 1):
+                 use_cache: bool = True, workers: int = 1,
+                 face_progress: Optional[Callable[[int], None]] = None,
+                 on_face_start: Optional[Callable[[int], None]] = None):
         self.recipe = recipe
         self.data_root = resolve_data_root(data_root)
         self.faces = faces if faces is not None else build_face_table(
-            recipe, self.data_root, cache_dir=cache_dir, use_cache=use_cache, workers=workers)
+            recipe, self.data_root, cache_dir=cache_dir, use_cache=use_cache, workers=workers,
+            progress=face_progress, on_start=on_face_start)
         self.backgrounds: BackgroundSource = recipe.backgrounds.open(self.data_root)
         self._faces_of_class = [indices for indices in self.faces.faces_of_class() if len(indices)]
         self.unreadable_backgrounds: Counter = Counter()
