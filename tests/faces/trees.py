@@ -79,10 +79,11 @@ def make_bu3dfe(root: Path, subjects: Sequence[str], race: str = "WH", faces_on_
     """Write a BU-3DFE tree: each subject's NE00 and 6 expressions x 4 intensities, plus 3D companions."""
     for number, subject in enumerate(subjects):
         names = [f"{subject}_NE00{race}_F2D.bmp"]
-        names += [f"{subject}_{code}{intensity:02d}{race}_F2D.bmp" for code in BU_EXPRESSIONS for intensity in range(1, 5)]
+        names += [f"{subject}_{code}{level:02d}{race}_F2D.bmp" for code in BU_EXPRESSIONS for level in range(1, 5)]
+        face = cv2.resize(face_on_black(number), (48, 48)) if faces_on_black else None
         for name in names:
-            if faces_on_black:
-                write_rgb(root / subject / name, cv2.resize(face_on_black(number), (48, 48)))
+            if face is not None:
+                write_rgb(root / subject / name, face)
             else:
                 write_pattern(root, f"{subject}/{name}")
         write_pattern(root, f"{subject}/{subject}_AN01{race}_F3D.bmp")
