@@ -76,7 +76,7 @@ class ParamBatch:
             ValueError: if the list is empty, or output or face sizes differ within the batch.
         """
         if len(params) == 0:
-            raise ValueError("params: received an empty list; a batch needs at least one RenderParams")
+            raise ValueError("params is empty. A batch needs at least one RenderParams.")
         first = params[0]
         for position, item in enumerate(params):
             if not isinstance(item, RenderParams):
@@ -84,7 +84,7 @@ class ParamBatch:
             if tuple(item.output_size) != tuple(first.output_size) or item.face_size != first.face_size:
                 raise ValueError(f"params[{position}] has output_size {tuple(item.output_size)} and face_size "
                                  f"{item.face_size}, params[0] has {tuple(first.output_size)} and "
-                                 f"{first.face_size}; one batch needs one output and face size")
+                                 f"{first.face_size}. All samples of a batch need one output and face size.")
 
         def floats(values: Any) -> torch.Tensor:
             return torch.tensor(np.asarray(values, dtype=np.float32), device=device)
@@ -171,10 +171,11 @@ class BatchRenderer:
     """Render batches with torch on ``device``; same steps and params as :func:`fergen.render.render`.
 
     On the same inputs and params the output matches the numpy renderer to
-    a PSNR of at least 35 dB (the tests check this on the CPU). Differences
-    come from OpenCV's fixed-point warp coordinates (1/32 pixel) and its
-    table-based Lab conversion (about 0.1 L); the blur, grayscale and
-    contrast steps agree to float rounding.
+    a PSNR of at least 35 dB (the tests check this on the CPU and measure
+    about 57 dB). The differences come from OpenCV's warp, which rounds source
+    coordinates to 1/32 pixel, and from its table-based Lab conversion (about
+    0.1 L on average). The blur, grayscale and contrast steps agree to float
+    rounding.
 
     Noise (``noise``):
 
@@ -218,11 +219,14 @@ class BatchRenderer:
             noise: overrides the renderer's noise source for this call.
 
         Returns:
-            A dict of tensors on ``device``: ``composite`` float32 (B, 3, H, W) in
-            [0, 1]; ``target`` float32 (B, 3, H, W) in [0, 1], the warped face
-            times its alpha before luminance matching; ``mask`` float32
-            (B, 1, H, W) in [0, 1]; ``theta`` float32 (B, 2, 3); ``luminance_ratio``
-            float32 (B,).
+            A dict of tensors on ``device``:
+
+            - ``composite``: float32 (B, 3, H, W) in [0, 1];
+            - ``target``: float32 (B, 3, H, W) in [0, 1], the warped face times its
+              alpha, before luminance matching;
+            - ``mask``: float32 (B, 1, H, W) in [0, 1];
+            - ``theta``: float32 (B, 2, 3);
+            - ``luminance_ratio``: float32 (B,).
 
         Raises:
             ValueError, TypeError: if shapes, dtypes or sizes do not fit the params
@@ -338,12 +342,12 @@ class BatchRenderer:
     def _generator_noise(self, shape: torch.Size, generator: Optional[torch.Generator]) -> torch.Tensor:
         generator = generator or self.generator
         if generator.device.type != self.device.type:
-            raise ValueError(f"generator is on {generator.device}, the renderer on {self.device}; create it with "
-                             f"torch.Generator(device={str(self.device)!r})")
+            raise ValueError(f"generator is on {generator.device}, but the renderer is on {self.device}. Create it "
+                             f"with torch.Generator(device={str(self.device)!r}).")
         return torch.randn(shape, generator=generator, device=self.device, dtype=torch.float32)
 
     def _bank_noise(self, params: ParamBatch) -> torch.Tensor:
-        """Return the numpy renderer's noise for each sample as (B, 3, H, W); grey samples repeat one channel."""
+        """Return the numpy renderer's noise for each sample as (B, 3, H, W). Grey samples repeat one channel."""
         height, width = params.output_size
         if self._bank is None:
             self._bank = torch.from_numpy(noise_bank().copy()).to(self.device)
@@ -384,7 +388,7 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 def _luminance_ratio(face_lightness: torch.Tensor, backgrounds: torch.Tensor, alpha: torch.Tensor,
                      params: ParamBatch) -> torch.Tensor:
-    """Step 5a per sample: clip(mean L(background under alpha) / face L); 1 where matching is off or undefined."""
+    """Step 5a per sample: clip(mean L(background under alpha) / face L), or 1 where matching is off or undefined."""
     background_lightness = _weighted_mean(ops.lab_lightness(backgrounds), alpha)
     ratio = background_lightness / face_lightness.clamp_min(_EPSILON)
     ratio = torch.minimum(torch.maximum(ratio, params.luminance_clip[:, 0]), params.luminance_clip[:, 1])
@@ -393,7 +397,7 @@ def _luminance_ratio(face_lightness: torch.Tensor, backgrounds: torch.Tensor, al
 
 
 def _scale_lightness(face: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    """Step 5b: multiply Lab L by ``ratio`` (capped at 100), keeping a and b; samples with ratio 1 are unchanged."""
+    """Step 5b: multiply Lab L by ``ratio`` (capped at 100) and keep a and b. Samples with ratio 1 are unchanged."""
     rows = torch.nonzero(ratio != 1.0).flatten()
     if rows.numel() == 0:
         return face

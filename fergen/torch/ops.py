@@ -15,16 +15,16 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-# sRGB (D65) to XYZ, rows X, Y, Z; OpenCV's sRGB2XYZ_D65 table.
+# Linear sRGB to XYZ (rows X, Y, Z) and back, D65 white: the matrices of the "Color conversions"
+# page of the OpenCV documentation (RGB <-> CIE XYZ.Rec 709).
 _RGB_TO_XYZ = ((0.412453, 0.357580, 0.180423),
                (0.212671, 0.715160, 0.072169),
                (0.019334, 0.119193, 0.950227))
-# XYZ to sRGB (D65); OpenCV's XYZ2sRGB_D65 table.
 _XYZ_TO_RGB = ((3.240479, -1.53715, -0.498535),
                (-0.969256, 1.875991, 0.041556),
                (0.055648, -0.204043, 1.057311))
 _WHITE_D65 = (0.950456, 1.0, 1.088754)
-# CIE Lab constants as OpenCV writes them: (6/29)^3, (29/3)^3 and (29/3)^3 / (29 * 4).
+# CIE Lab constants as the same page rounds them: (6/29)^3, (29/3)^3 and (29/3)^3 / (29 * 4).
 _LAB_EPSILON = 0.008856
 _LAB_KAPPA = 903.3
 _LAB_SLOPE = 7.787
@@ -34,13 +34,13 @@ _GREY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def srgb_to_linear(rgb: torch.Tensor) -> torch.Tensor:
-    """Undo the sRGB transfer curve; input clipped to [0, 1] first, as OpenCV does."""
+    """Undo the sRGB transfer curve after clipping the input to [0, 1]."""
     rgb = rgb.clamp(0.0, 1.0)
     return torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055).pow(2.4))
 
 
 def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
-    """Apply the sRGB transfer curve; input clipped to [0, 1] first, as OpenCV does."""
+    """Apply the sRGB transfer curve after clipping the input to [0, 1], as ``COLOR_Lab2RGB`` does."""
     linear = linear.clamp(0.0, 1.0)
     return torch.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear.pow(1.0 / 2.4) - 0.055)
 
@@ -77,7 +77,7 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
-    """Convert CIE Lab to sRGB like ``cv2.cvtColor(float32, COLOR_Lab2RGB)``; output in [0, 1].
+    """Convert CIE Lab to sRGB in [0, 1] like ``cv2.cvtColor(float32, COLOR_Lab2RGB)``.
 
     Args:
         lab: float (N, 3, H, W), L in [0, 100].

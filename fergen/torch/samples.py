@@ -54,8 +54,8 @@ def make_sample(composite: np.ndarray, target: np.ndarray, mask: np.ndarray, lab
 
 
 def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
-    # In a DataLoader worker the batch is sent to the main process through shared memory; stacking
-    # straight into a shared-memory tensor avoids one copy (torch's default_collate does the same).
+    # A batch made in a DataLoader worker reaches the main process through shared memory. Stacking
+    # straight into a shared-memory tensor saves one copy, as torch's default_collate does.
     out = None
     if get_worker_info() is not None:
         first = tensors[0]
@@ -73,17 +73,21 @@ def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         samples: B sample dicts with equal image sizes (see this module's docstring).
 
     Returns:
-        A dict with ``composite`` float32 (B, 3, H, W) in [0, 1], ``target``
-        float32 (B, 3, H, W) in [0, 1], ``mask`` float32 (B, 1, H, W) in [0, 1],
-        ``label`` int64 (B,), ``theta`` float32 (B, 2, 3) and ``meta``, a list
-        of B dicts.
+        A dict with these keys, in this order:
+
+        - ``composite``: float32 (B, 3, H, W) in [0, 1];
+        - ``target``: float32 (B, 3, H, W) in [0, 1];
+        - ``mask``: float32 (B, 1, H, W) in [0, 1];
+        - ``label``: int64 (B,);
+        - ``theta``: float32 (B, 2, 3);
+        - ``meta``: a list of B dicts.
 
     Raises:
         ValueError: if the list is empty, a sample lacks a key, or image sizes differ
             (the message names the sample's position and key).
     """
     if len(samples) == 0:
-        raise ValueError("collate: received an empty list of samples")
+        raise ValueError("collate: the list of samples is empty")
     for position, sample in enumerate(samples):
         missing = [key for key in SAMPLE_KEYS if key not in sample]
         if missing:

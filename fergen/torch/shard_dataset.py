@@ -1,8 +1,8 @@
 """An IterableDataset over fergen's WebDataset shards: split, shuffle, read and decode in workers.
 
-Reading follows the usual WebDataset order: the shard list is split by
-rank, then by DataLoader worker; each worker streams its shards, shuffles
-samples in a buffer and decodes them. When there are fewer shards than
+Reading follows the usual WebDataset order. The shard list is split by
+rank, then by DataLoader worker, and each worker streams its shards,
+shuffles samples in a buffer and decodes them. When there are fewer shards than
 ranks (or than a rank's workers), those readers split the samples of the
 shards instead, so every sample is still read exactly once.
 """
@@ -130,7 +130,7 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ShardCatalog:
-    """What the manifests next to local shards tell: class names and per-shard sample counts."""
+    """Class names and per-shard sample counts from the manifests beside local shards."""
 
     class_names: Optional[tuple[str, ...]]
     counts: dict[str, int]
@@ -268,8 +268,8 @@ class ShardDataset(IterableDataset):
         max_errors: damaged samples or shards a reader skips (each logged with the
             shard and key) before it raises; counted per reader and pass.
 
-    Items are the sample dicts of :mod:`fergen.torch.samples`; ``meta`` also
-    holds ``key`` and ``url``. Batch them with :func:`fergen.torch.collate`.
+    Items are the sample dicts of :mod:`fergen.torch.samples`, and ``meta``
+    also contains ``key`` and ``url``. Batch them with :func:`fergen.torch.collate`.
 
     Every rank reads a disjoint part of the samples, and the parts cover every
     sample once. Rank sample counts differ when the shards do not divide evenly;

@@ -34,7 +34,7 @@ class SharedEpoch:
 
 @dataclass(frozen=True)
 class WorkerSlot:
-    """Where this process reads in a distributed, multi-worker run."""
+    """The rank and DataLoader worker of a reading process."""
 
     rank: int
     world_size: int

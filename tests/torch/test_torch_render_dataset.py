@@ -15,7 +15,7 @@ from fergen.torch import RenderDataset, collate, split_indices
 
 
 def to_uint8(tensor: torch.Tensor) -> np.ndarray:
-    """float (C, H, W) in [0, 1] to uint8 (H, W, C), the inverse of the dataset's conversion."""
+    """Convert float (C, H, W) in [0, 1] to uint8 (H, W, C), inverting the dataset's conversion."""
     return np.floor(tensor.numpy().transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
 
 
