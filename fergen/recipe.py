@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -83,6 +84,15 @@ class FoldSpec:
     seed: Optional[int] = spec(None, low=0, help="permutation seed (default: the recipe seed)")
     stratify: bool = spec(True, help="balance the subjects' classes across folds where possible")
 
+    @staticmethod
+    def from_text(text: str, key: str) -> dict[str, Any]:
+        """Parse the short form ``"K of N"`` (fold K of N, train part) into fold keys."""
+        match = re.fullmatch(r"\s*(\d+)\s+of\s+(\d+)\s*", text)
+        if match is None:
+            fail(key, text, "'K of N' or a mapping {index, count, part}",
+                 f"Write '{key}: 0 of 10', or '{key}: {{index: 0, count: 10, part: test}}' for a test part.")
+        return {"index": int(match[1]), "count": int(match[2])}
+
     def check(self, key: str) -> None:
         if self.index >= self.count:
             fail(f"{key}.index", self.index, f"an integer in [0, {self.count - 1}]",
@@ -95,7 +105,8 @@ class SubjectSelection:
 
     include: tuple[str, ...] = spec((), help="keep only these subject ids (empty: all)")
     exclude: tuple[str, ...] = spec((), help="drop these subject ids")
-    fold: Optional[FoldSpec] = spec(None, help="subject-independent fold selection")
+    fold: Optional[FoldSpec] = spec(None, help="subject-independent fold selection; '0 of 10' is short for "
+                                               "{index: 0, count: 10, part: train}")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ classes back into plain data for the canonical dump.
 Supported field types: ``bool``, ``int``, ``float``, ``str``, ``Optional[T]``,
 ``tuple[T, ...]``, ``tuple[T1, T2]``, ``Literal[...]`` and nested dataclasses.
 A dataclass may define ``check(self, key)`` for rules that span fields; it
-raises :class:`~fergen.errors.RecipeError` itself.
+raises :class:`~fergen.errors.RecipeError` itself. A dataclass with a
+``from_text(text, key)`` function also accepts a short string form, which
+``from_text`` turns into the mapping that is then validated as usual.
 """
 
 from __future__ import annotations
@@ -122,6 +124,9 @@ def convert(hint: Any, value: Any, key: str) -> Any:
             fail(key, value, _type_name(hint), f"Give exactly {len(args)} items in '{key}'.")
         return tuple(convert(arg, item, join_key(key, i)) for i, (arg, item) in enumerate(zip(args, value)))
     if dataclasses.is_dataclass(hint):
+        from_text = getattr(hint, "from_text", None)
+        if isinstance(value, str) and callable(from_text):
+            value = from_text(value, key)
         return build(hint, value, key)
     if hint is bool:
         if not isinstance(value, bool):

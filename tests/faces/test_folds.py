@@ -15,6 +15,8 @@ from fergen.folds import assign_folds, check_disjoint, fold_subjects
 from fergen.recipe import FaceSourceConfig, FoldSpec, SubjectSelection
 from fergen.selection import plan_folds, select_faces
 
+from .trees import faces_recipe
+
 LABELS = ("anger", "happy", "neutral", "sadness")
 
 
@@ -153,3 +155,21 @@ def test_include_unknown_subject():
 
     with pytest.raises(RecipeError, match=r"subject\(s\) \['S9'\] not found"):
         select_faces(config, source, seed=0)
+
+
+def test_fold_short_form_in_recipe():
+    recipe = faces_recipe(kind="skimage", subjects={"fold": "3 of 12"})
+    mapping = faces_recipe(kind="skimage", subjects={"fold": {"index": 3, "count": 12}})
+
+    assert recipe.faces.subjects.fold == FoldSpec(index=3, count=12, part="train")
+    assert recipe.sha256 == mapping.sha256
+
+
+@pytest.mark.parametrize("text, message", [
+    ("3/12", r"'faces.subjects.fold': invalid value '3/12'; expected 'K of N' or a mapping"),
+    ("12 of 12", r"'faces.subjects.fold.index': invalid value 12; expected an integer in \[0, 11\]"),
+    ("0 of 1", r"'faces.subjects.fold.count': invalid value 1; expected a value in \[2, inf\]"),
+])
+def test_fold_short_form_rejects(text, message):
+    with pytest.raises(RecipeError, match=message):
+        faces_recipe(kind="skimage", subjects={"fold": text})
