@@ -12,6 +12,7 @@ from typing import Optional
 import click
 
 from . import __version__
+from .cli_folds import folds
 from .errors import FergenError
 
 log = logging.getLogger("fergen")
@@ -266,15 +267,7 @@ def recipe_list() -> None:
         click.echo(f"{name}\t{path}")
 
 
-def _add_optional_commands() -> None:
-    try:
-        from .cli_folds import folds
-    except ImportError:
-        return
-    cli.add_command(folds)
-
-
-_add_optional_commands()
+cli.add_command(folds)
 
 
 def main() -> None:
