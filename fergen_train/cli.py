@@ -15,12 +15,23 @@ import numpy as np
 import torch
 
 from fergen.errors import FergenError
+from fergen.imageio import read_image
 from fergen_train.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, model_from_checkpoint
-from fergen_train.config import ConfigError, RuntimeConfig, load_config, replace_section
+from fergen_train.config import ConfigError, DataSourceConfig, RuntimeConfig, load_config, replace_section
+from fergen_train.data import (
+    label_mapping,
+    load_training_data,
+    open_real_faces,
+    open_source,
+    parse_data_argument,
+    remap_labels,
+)
 from fergen_train.engine import BatchError, Runtime, evaluate, resolve_runtime
+from fergen_train.images import collect_image_paths, crop_square, face_crop_box, to_model_input
 from fergen_train.losses import FERAttLoss
 from fergen_train.metrics import classification_report
 from fergen_train.models import EncoderWeightsError
+from fergen_train.plots import plot_attention_grid, plot_confusion_matrix
 from fergen_train.trainer import fit, make_loader
 
 logger = logging.getLogger(__name__)
@@ -88,8 +99,6 @@ def fit_command(config_path: str, output_dir: str, resume: bool, encoder_weights
     if num_workers is not None:
         config = replace_section(config, "data", num_workers=num_workers)
 
-    from fergen_train.data import load_training_data
-
     train, val = _run(load_training_data, config)
     logger.info("training %s on %s (%d classes: %s)", config.model.variant, train.description,
                 len(train.class_names), ", ".join(train.class_names))
@@ -97,6 +106,7 @@ def fit_command(config_path: str, output_dir: str, resume: bool, encoder_weights
         fit, config, train.dataset, train.class_names, output_dir,
         val_data=None if val is None else val.dataset,
         recipe_sha256=train.recipe_sha256, resume=resume, progress=_progress_factory(progress),
+        collate_fn=train.collate_fn,
     )
     click.echo(f"finished {len(result.history)} epochs; last checkpoint {result.last_checkpoint}")
     if result.best_checkpoint is not None:
@@ -118,8 +128,10 @@ def _load_inference_model(checkpoint: str, device: str) -> tuple[torch.nn.Module
               help="Folder for metrics.json and the PNG figures [default: evaluation/ beside CHECKPOINT].")
 @click.option("--real", is_flag=True,
               help="Evaluate on the real face images of the recipe DATA instead of renders.")
-@click.option("--split", type=click.Choice(["train", "test"]),
-              help="Use this part of the recipe's subject fold (faces.subjects.fold.part).")
+@click.option("--split", type=click.Choice(["all", "train", "val"]), default="all", show_default=True,
+              help="Recipe sample indices to render: all, train (all but the last 10%) or val (the last 10%).")
+@click.option("--fold-part", type=click.Choice(["train", "test"]),
+              help="Replace the recipe's faces.subjects.fold.part, for subject-independent evaluation.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder the recipe's relative paths resolve against.")
 @click.option("--face-crop/--no-face-crop", default=True, show_default=True,
               help="With --real, crop each photo to the face found by fergen's detector.")
@@ -129,31 +141,27 @@ def _load_inference_model(checkpoint: str, device: str) -> tuple[torch.nn.Module
 @click.option("--device", default="auto", show_default=True, help="Device: auto, cpu, cuda or cuda:N.")
 @click.option("--attention-examples", type=click.IntRange(min=0), default=8, show_default=True,
               help="Samples shown in attention_grid.png (FERAtt variants only).")
-def evaluate_command(checkpoint: str, data: str, output_dir: str | None, real: bool, split: str | None,
-                     data_root: str | None, face_crop: bool, batch_size: int, num_workers: int, device: str,
-                     attention_examples: int) -> None:
+def evaluate_command(checkpoint: str, data: str, output_dir: str | None, real: bool, split: str,
+                     fold_part: str | None, data_root: str | None, face_crop: bool, batch_size: int,
+                     num_workers: int, device: str, attention_examples: int) -> None:
     """Evaluate CHECKPOINT on DATA: a recipe (path or bundled name), shard files or a shard folder.
 
     Writes metrics.json (accuracy, macro and per-class precision, recall and
     F1, confusion matrix), confusion_matrix.png, predictions.csv and, for
     FERAtt variants, attention_grid.png.
     """
-    _run(_evaluate, checkpoint, data, output_dir, real, split, data_root, face_crop, batch_size, num_workers,
-         device, attention_examples)
+    source = _run(parse_data_argument, data, split, fold_part, data_root)
+    _run(_evaluate, checkpoint, source, output_dir, real, face_crop, batch_size, num_workers, device,
+         attention_examples)
 
 
-def _evaluate(checkpoint: str, data: str, output_dir: str | None, real: bool, split: str | None,
-              data_root: str | None, face_crop: bool, batch_size: int, num_workers: int, device: str,
-              attention_examples: int) -> None:
-    from fergen_train.data import label_mapping, open_real_faces, open_source, parse_data_argument, remap_labels
-    from fergen_train.plots import plot_attention_grid, plot_confusion_matrix
-
+def _evaluate(checkpoint: str, source: DataSourceConfig, output_dir: str | None, real: bool, face_crop: bool,
+              batch_size: int, num_workers: int, device: str, attention_examples: int) -> None:
     model, payload, runtime = _load_inference_model(checkpoint, device)
     config = checkpoint_config(payload, checkpoint)
     class_names = list(payload["class_names"])
     input_size = tuple(payload["input_size"])
 
-    source = parse_data_argument(data, split, data_root)
     loaded = open_real_faces(source, input_size, face_crop) if real else open_source(source)
     mapping = label_mapping(loaded.class_names, class_names, loaded.description)
     criterion = None
@@ -163,7 +171,7 @@ def _evaluate(checkpoint: str, data: str, output_dir: str | None, real: bool, sp
             criterion.load_state_dict(payload["loss"])
         criterion = criterion.to(runtime.device)
     loader = make_loader(loaded.dataset, batch_size, False, config.seed, 0, num_workers,
-                         pin_memory=runtime.device.type == "cuda")
+                         pin_memory=runtime.device.type == "cuda", collate_fn=loaded.collate_fn)
     logger.info("evaluating %s on %s", checkpoint, loaded.description)
     result = evaluate(model, criterion, remap_labels(loader, mapping), runtime, len(class_names), input_size,
                       attention_examples=attention_examples)
@@ -227,9 +235,6 @@ def predict_command(checkpoint: str, images: tuple[str, ...], face_crop: bool, o
 
 def _predict(checkpoint: str, images: Sequence[str], face_crop: bool, output_path: str | None, batch_size: int,
              device: str) -> None:
-    from fergen.imageio import read_image
-    from fergen_train.images import collect_image_paths, crop_square, face_crop_box, to_model_input
-
     model, payload, runtime = _load_inference_model(checkpoint, device)
     class_names = list(payload["class_names"])
     input_size = tuple(payload["input_size"])

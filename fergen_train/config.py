@@ -60,8 +60,18 @@ class DataSourceConfig:
     shards: tuple[str, ...] | None = None
     #: Folder that the recipe's relative face and background paths are resolved against.
     data_root: str | None = None
-    #: Which face split of the recipe to render, for example ``train`` or ``test``.
-    split: str | None = None
+    #: Recipe sample indices to use: ``all``, ``train`` (all but the last
+    #: ``val_fraction``) or ``val`` (the last ``val_fraction``). The two parts
+    #: share faces and differ only in their renders.
+    split: str = "all"
+    val_fraction: float = 0.1
+    #: Number of samples to carve the split from; ``None`` uses the recipe's ``output.samples``.
+    length: int | None = None
+    #: Replace the recipe's ``faces.subjects.fold.part`` (``train`` or ``test``) for
+    #: subject-independent evaluation.
+    fold_part: str | None = None
+    #: Shuffle buffer in samples when training on shards (0 keeps the stored order).
+    shuffle_buffer: int = 1000
 
 
 @dataclass(frozen=True)
@@ -271,10 +281,31 @@ def _parse_source(raw: Any, source: str, key: str, base: Path | None) -> DataSou
     data_root = raw.get("data_root")
     if data_root is not None:
         data_root = _local_path(_text(data_root, source, f"{key}.data_root"), base)
-    split = raw.get("split")
-    if split is not None:
-        split = _text(split, source, f"{key}.split")
-    return DataSourceConfig(recipe=recipe, shards=shards, data_root=data_root, split=split)
+    split = _choice(raw.get("split", "all"), source, f"{key}.split", ("all", "train", "val"))
+    val_fraction = _number(raw.get("val_fraction", 0.1), source, f"{key}.val_fraction")
+    if val_fraction >= 1.0:
+        raise _fail(source, f"{key}.val_fraction", f"expected a number in [0, 1), got {val_fraction!r}")
+    length = raw.get("length")
+    if length is not None:
+        length = _integer(length, source, f"{key}.length", 1)
+    fold_part = raw.get("fold_part")
+    if fold_part is not None:
+        fold_part = _choice(fold_part, source, f"{key}.fold_part", ("train", "test"))
+    shuffle_buffer = _integer(raw.get("shuffle_buffer", 1000), source, f"{key}.shuffle_buffer", 0)
+    recipe_only = {"split": split != "all", "length": length is not None, "fold_part": fold_part is not None}
+    for name, is_set in recipe_only.items():
+        if shards is not None and is_set:
+            raise _fail(source, f"{key}.{name}", "applies to recipes only; remove it for shards")
+    return DataSourceConfig(
+        recipe=recipe,
+        shards=shards,
+        data_root=data_root,
+        split=split,
+        val_fraction=val_fraction,
+        length=length,
+        fold_part=fold_part,
+        shuffle_buffer=shuffle_buffer,
+    )
 
 
 def _parse_data(raw: Any, source: str, base: Path | None) -> DataConfig:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from fergen.errors import DataError
 from fergen.recipe import Recipe, load_recipe, resolve_data_root
+from fergen.shards import MANIFEST, read_manifest
 from fergen.selection import select_faces
 from fergen_train.config import DataSourceConfig, TrainConfig
 from fergen_train.images import crop_square, face_crop_box, to_model_input
@@ -41,6 +42,8 @@ class LoadedData:
     recipe_sha256: str | None
     #: Short human-readable description for logs and metrics files.
     description: str
+    #: DataLoader ``collate_fn``; ``None`` uses torch's default collation.
+    collate_fn: Callable[[list[Any]], Any] | None = None
 
 
 def fergen_torch_available() -> bool:
@@ -69,28 +72,34 @@ def _fergen_torch() -> Any:
     return fergen_torch
 
 
-def recipe_with_split(recipe: Recipe, split: str | None, source: str) -> Recipe:
-    """Return ``recipe`` with its subject fold's part set to ``split`` (``train`` or ``test``).
+def recipe_with_fold_part(recipe: Recipe, part: str | None, source: str) -> Recipe:
+    """Return ``recipe`` with ``faces.subjects.fold.part`` set to ``part`` (``train`` or ``test``).
 
     Raises:
-        DataError: if a split is requested but the recipe selects no fold.
+        DataError: if a part is requested but the recipe selects no fold.
     """
-    if split is None:
+    if part is None:
         return recipe
-    if split not in ("train", "test"):
-        raise DataError(f"{source}: split {split!r} is invalid; use train or test")
+    if part not in ("train", "test"):
+        raise DataError(f"{source}: fold part {part!r} is invalid; use train or test")
     fold = recipe.faces.subjects.fold
     if fold is None:
         raise DataError(
-            f"{source}: split {split!r} requested but the recipe has no faces.subjects.fold; "
-            "add a fold to the recipe or drop the split"
+            f"{source}: fold part {part!r} requested but the recipe has no faces.subjects.fold; "
+            "add a fold to the recipe or drop the fold part"
         )
-    subjects = dataclasses.replace(recipe.faces.subjects, fold=dataclasses.replace(fold, part=split))
+    subjects = dataclasses.replace(recipe.faces.subjects, fold=dataclasses.replace(fold, part=part))
     return dataclasses.replace(recipe, faces=dataclasses.replace(recipe.faces, subjects=subjects))
 
 
-def open_source(source: DataSourceConfig) -> LoadedData:
+def open_source(source: DataSourceConfig, train: bool = False, seed: int = 0) -> LoadedData:
     """Open a rendered dataset: a recipe rendered on the fly, or shards.
+
+    Args:
+        source: The data entry.
+        train: Shuffle shards through a buffer of ``source.shuffle_buffer``
+            samples; evaluation reads them in stored order.
+        seed: Seed of the shard shuffle.
 
     Raises:
         DataError: if fergen.torch is missing or the data cannot be opened.
@@ -98,33 +107,66 @@ def open_source(source: DataSourceConfig) -> LoadedData:
     """
     fergen_torch = _fergen_torch()
     if source.recipe is not None:
-        recipe = recipe_with_split(load_recipe(source.recipe), source.split, source.recipe)
-        dataset = fergen_torch.RenderDataset(recipe, epoch=0, data_root=source.data_root)
-        description = f"recipe {source.recipe}" + (f" ({source.split} split)" if source.split else "")
-        return LoadedData(dataset, tuple(dataset.class_names), dataset.recipe_sha256, description)
+        recipe = recipe_with_fold_part(load_recipe(source.recipe), source.fold_part, source.recipe)
+        dataset = fergen_torch.RenderDataset(
+            recipe,
+            epoch=0,
+            split=source.split,
+            length=source.length,
+            val_fraction=source.val_fraction,
+            data_root=source.data_root,
+        )
+        description = f"recipe {source.recipe} ({len(dataset)} samples, split {source.split}"
+        if source.fold_part is not None:
+            description += f", fold part {source.fold_part}"
+        description += ")"
+        return LoadedData(
+            dataset, tuple(dataset.class_names), dataset.recipe_sha256, description, fergen_torch.collate
+        )
 
-    urls = expand_shard_argument(source.shards)
-    dataset = fergen_torch.ShardDataset(urls)
-    description = f"{len(urls)} shards from {urls[0]}"
-    return LoadedData(dataset, tuple(dataset.class_names), getattr(dataset, "recipe_sha256", None), description)
+    dataset = fergen_torch.ShardDataset(
+        list(source.shards), shuffle=source.shuffle_buffer if train else 0, seed=seed
+    )
+    if dataset.class_names is None:
+        raise DataError(
+            f"shards {source.shards[0]!r}: no manifest.json beside them, so the class names are unknown; "
+            "read shards from a folder that fergen render finished"
+        )
+    description = f"{len(dataset.shards)} shards from {dataset.shards[0]}"
+    return LoadedData(
+        dataset, tuple(dataset.class_names), shard_recipe_sha256(dataset.shards), description, fergen_torch.collate
+    )
 
 
-def expand_shard_argument(shards: Sequence[str]) -> list[str]:
-    """Replace each local folder in ``shards`` by the sorted ``*.tar`` files it contains."""
-    urls: list[str] = []
-    for item in shards:
-        path = Path(item)
-        if "://" not in item and path.is_dir():
-            found = sorted(str(tar) for tar in path.glob("*.tar"))
-            if not found:
-                raise DataError(f"shard folder {item!r} contains no .tar files; pass a folder written by fergen render")
-            urls.extend(found)
-        else:
-            urls.append(item)
-    return urls
+def shard_recipe_sha256(shards: Sequence[str]) -> str | None:
+    """Return the recipe sha256 from the manifest beside the local shards, or ``None`` when unknown.
+
+    Raises:
+        DataError: if the shards come from folders rendered from different recipes.
+    """
+    hashes = {}
+    for url in shards:
+        folder = Path(url[len("file://") :] if url.startswith("file://") else url).parent
+        if "://" in url and not url.startswith("file://"):
+            continue
+        manifest = folder / MANIFEST
+        if folder not in hashes and manifest.is_file():
+            hashes[folder] = read_manifest(folder).get("recipe_sha256")
+    distinct = set(hashes.values())
+    if len(distinct) > 1:
+        raise DataError(
+            f"the shards come from {len(distinct)} different recipes ({', '.join(str(f) for f in hashes)}); "
+            "train on shards of one recipe"
+        )
+    return distinct.pop() if distinct else None
 
 
-def parse_data_argument(text: str, split: str | None = None, data_root: str | None = None) -> DataSourceConfig:
+def parse_data_argument(
+    text: str,
+    split: str = "all",
+    fold_part: str | None = None,
+    data_root: str | None = None,
+) -> DataSourceConfig:
     """Interpret the DATA argument of ``fergen-train evaluate``.
 
     A ``.tar`` file, a brace pattern, a URL or a folder is read as shards;
@@ -132,10 +174,10 @@ def parse_data_argument(text: str, split: str | None = None, data_root: str | No
     """
     is_shards = text.endswith(".tar") or "{" in text or "://" in text or Path(text).is_dir()
     if is_shards:
-        if split is not None:
-            raise DataError(f"--split applies to recipes, but {text!r} names shards; drop --split")
+        if split != "all" or fold_part is not None:
+            raise DataError(f"--split and --fold-part apply to recipes, but {text!r} names shards; drop them")
         return DataSourceConfig(shards=(text,), data_root=data_root)
-    return DataSourceConfig(recipe=text, split=split, data_root=data_root)
+    return DataSourceConfig(recipe=text, split=split, fold_part=fold_part, data_root=data_root)
 
 
 class RealFacesDataset(Dataset):
@@ -191,9 +233,14 @@ def open_real_faces(source: DataSourceConfig, input_size: Sequence[int], face_cr
     """Open the real face images of a recipe for evaluation (see :class:`RealFacesDataset`)."""
     if source.recipe is None:
         raise DataError("real-image evaluation needs a recipe naming the face source, not shards")
-    recipe = recipe_with_split(load_recipe(source.recipe), source.split, source.recipe)
+    if source.split != "all":
+        raise DataError("--split carves rendered samples; with --real select faces with --fold-part instead")
+    recipe = recipe_with_fold_part(load_recipe(source.recipe), source.fold_part, source.recipe)
     dataset = RealFacesDataset(recipe, input_size, source.data_root, face_crop)
-    description = f"real faces of recipe {source.recipe}" + (f" ({source.split} split)" if source.split else "")
+    description = f"real faces of recipe {source.recipe} ({len(dataset)} images"
+    if source.fold_part is not None:
+        description += f", fold part {source.fold_part}"
+    description += ")"
     return LoadedData(dataset, dataset.class_names, None, description)
 
 
@@ -205,7 +252,7 @@ def load_training_data(config: TrainConfig) -> tuple[LoadedData, LoadedData | No
     """
     if config.data.train is None:
         raise DataError("the config has no data.train; set data.train.recipe or data.train.shards")
-    train = open_source(config.data.train)
+    train = open_source(config.data.train, train=True, seed=config.seed)
     val = open_source(config.data.val) if config.data.val is not None else None
     if val is not None and val.class_names != train.class_names:
         raise DataError(

@@ -63,6 +63,7 @@ def make_loader(
     epoch: int,
     num_workers: int,
     pin_memory: bool = False,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> DataLoader:
     """Build the DataLoader of one epoch.
 
@@ -81,6 +82,7 @@ def make_loader(
         num_workers=num_workers,
         generator=generator,
         pin_memory=pin_memory,
+        collate_fn=collate_fn,
     )
 
 
@@ -177,6 +179,7 @@ def fit(
     recipe_sha256: str | None = None,
     resume: bool = False,
     progress: ProgressFactory | None = None,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> FitResult:
     """Train ``config.model.variant`` on ``train_data`` and write the run to ``output_dir``.
 
@@ -194,6 +197,8 @@ def fit(
         recipe_sha256: sha256 of the training recipe, stored in checkpoints.
         resume: Continue from the newest ``epoch_NNN.pt`` in ``output_dir``.
         progress: Optional progress-bar factory (see :data:`ProgressFactory`).
+        collate_fn: DataLoader ``collate_fn`` for both datasets, such as
+            ``fergen.torch.collate``; ``None`` uses torch's default.
 
     Raises:
         FileExistsError: if ``output_dir`` has checkpoints and ``resume`` is false.
@@ -262,11 +267,14 @@ def fit(
         _set_epoch(train_data, epoch)
         loader = make_loader(
             train_data, config.optim.batch_size, True, config.seed, epoch,
-            config.data.num_workers, pin_memory=runtime.device.type == "cuda",
+            config.data.num_workers, pin_memory=runtime.device.type == "cuda", collate_fn=collate_fn,
         )
         total = config.runtime.steps_per_epoch
-        if total is None and not isinstance(train_data, IterableDataset):
-            total = len(loader)
+        if total is None:
+            try:
+                total = len(loader)
+            except TypeError:  # an iterable dataset without a length, such as remote shards
+                total = None
         bar = progress(total, f"epoch {epoch + 1}/{config.optim.epochs}") if progress else None
         on_step = _progress_callback(bar)
         lr = optimizer.param_groups[0]["lr"]
@@ -284,7 +292,7 @@ def fit(
 
         val_metrics = None
         if val_data is not None:
-            val_metrics = _validate(model, criterion, val_data, runtime, config, class_names, epoch)
+            val_metrics = _validate(model, criterion, val_data, runtime, config, class_names, epoch, collate_fn)
         completed = epoch + 1
         history.append(_epoch_row(completed, train_stats, val_metrics, lr))
 
@@ -314,9 +322,10 @@ def fit(
 
 
 def _validate(model: nn.Module, criterion: FERAttLoss, dataset: Dataset, runtime: Runtime, config: TrainConfig,
-              class_names: Sequence[str], epoch: int) -> dict[str, float]:
+              class_names: Sequence[str], epoch: int, collate_fn: Callable[[list[Any]], Any] | None) -> dict[str, float]:
     _set_epoch(dataset, 0)  # the same validation renders every epoch
-    loader = make_loader(dataset, config.optim.batch_size, False, config.seed, epoch, config.data.num_workers)
+    loader = make_loader(dataset, config.optim.batch_size, False, config.seed, epoch, config.data.num_workers,
+                         collate_fn=collate_fn)
     result = evaluate(model, criterion, loader, runtime, len(class_names), config.model.input_size,
                       attention_examples=0)
     report = classification_report(result.labels, result.predictions, class_names)

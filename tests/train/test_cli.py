@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 import pytest
 import skimage.data
 import yaml
@@ -224,3 +225,38 @@ def test_fit_evaluate_resume_on_recipe(tmp_path, lfw_recipe):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["samples"] == 32
     assert metrics["accuracy"] == rows[-1]["val_accuracy"]
+
+
+@pytest.mark.skipif(not fergen_torch_available(), reason="fergen.torch.ShardDataset is not available yet")
+def test_fit_and_evaluate_on_shards(tmp_path):
+    from fergen.engine import render_to_folder
+    from fergen.recipe import recipe_from_dict
+
+    recipe = recipe_from_dict(dict(LFW_RECIPE, output={"samples": 48, "samples_per_shard": 16}))
+    render_to_folder(recipe, tmp_path / "shards")
+    config = {
+        "model": {"variant": "baseline", "input_size": 32, "classifier_width": 8, "representation_dim": 8},
+        "data": {"train": {"shards": str(tmp_path / "shards"), "shuffle_buffer": 8},
+                 "val": {"shards": str(tmp_path / "shards" / "shard-{000000..000001}.tar")},
+                 "num_workers": 2},
+        "optim": {"batch_size": 8, "epochs": 1},
+        "runtime": {"device": "cpu"},
+    }
+    config_path = tmp_path / "train.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+
+    trained = CliRunner().invoke(main, ["fit", str(config_path), "--output", str(tmp_path / "run"), "--no-progress"])
+    evaluated = CliRunner().invoke(main, ["evaluate", str(tmp_path / "run" / "epoch_001.pt"), str(tmp_path / "shards"),
+                                          "--output", str(tmp_path / "eval"), "--num-workers", "0"])
+
+    assert trained.exit_code == 0, trained.output
+    assert evaluated.exit_code == 0, evaluated.output
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert row["train_samples"] == 48
+    payload = torch.load(tmp_path / "run" / "epoch_001.pt", weights_only=True)
+    assert payload["recipe_sha256"] == recipe.sha256
+    assert payload["class_names"] == LFW_CLASSES
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["samples"] == 48
+    assert metrics["recipe_sha256"] == recipe.sha256
+    assert not (tmp_path / "eval" / "attention_grid.png").exists()

@@ -40,7 +40,8 @@ def test_load_full_config(tmp_path):
             "seed": 7,
             "model": {"variant": "baseline", "input_size": [96, 80], "encoder_weights": "weights/r34.pth"},
             "data": {
-                "train": {"recipe": "recipes/train.yaml", "split": "train", "data_root": "/data"},
+                "train": {"recipe": "recipes/train.yaml", "split": "train", "data_root": "/data",
+                          "val_fraction": 0.2, "length": 1000, "fold_part": "train"},
                 "val": {"shards": "val/val-{000000..000003}.tar"},
                 "num_workers": 4,
             },
@@ -56,7 +57,12 @@ def test_load_full_config(tmp_path):
     assert config.model.input_size == (96, 80)
     assert config.model.encoder_weights == str(tmp_path / "weights/r34.pth")
     assert config.data.train == DataSourceConfig(
-        recipe=str(tmp_path / "recipes/train.yaml"), split="train", data_root="/data"
+        recipe=str(tmp_path / "recipes/train.yaml"),
+        split="train",
+        data_root="/data",
+        val_fraction=0.2,
+        length=1000,
+        fold_part="train",
     )
     assert config.data.val.shards == (str(tmp_path / "val/val-{000000..000003}.tar"),)
     assert config.data.num_workers == 4
@@ -107,6 +113,11 @@ def test_round_trip_plain_dict():
         ({"data": {"train": {}}}, "data.train: expected exactly one of 'recipe'"),
         ({"data": {"train": {"shards": []}}}, "data.train.shards: expected a URL or a non-empty list"),
         ({"data": {"num_workers": -1}}, "data.num_workers: expected an integer >= 0, got -1"),
+        ({"data": {"train": {"recipe": "a.yaml", "split": "test"}}}, "data.train.split: expected one of all, train, val"),
+        ({"data": {"train": {"recipe": "a.yaml", "val_fraction": 1}}}, r"data.train.val_fraction: expected a number in \[0, 1\)"),
+        ({"data": {"train": {"recipe": "a.yaml", "fold_part": "val"}}}, "data.train.fold_part: expected one of train, test"),
+        ({"data": {"train": {"shards": "a.tar", "split": "val"}}}, "data.train.split: applies to recipes only"),
+        ({"data": {"train": {"shards": "a.tar", "length": 5}}}, "data.train.length: applies to recipes only"),
         ({"optim": {"lr": 0}}, "optim.lr: expected a number > 0.0, got 0"),
         ({"optim": {"lr": "fast"}}, "optim.lr: expected a number, got 'fast'"),
         ({"optim": {"batch_size": True}}, "optim.batch_size: expected an integer >= 1, got True"),
