@@ -98,6 +98,30 @@ def test_stratified_folds_balance_classes():
         assert Counter(labels[subjects.index(subject)] for subject in members) == {"happy": 2, "sadness": 2}
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_stratified_folds_balance_neutral_and_expressions(seed):
+    # CK+-like: one expression a subject, six expressions in turn, and a neutral face for 18 of 24 subjects.
+    expressions = ("anger", "disgust", "fear", "happy", "sadness", "surprise")
+    subjects, labels = [], []
+    for number in range(24):
+        subjects.append(f"S{number:02d}")
+        labels.append(expressions[number % 6])
+        if number < 18:
+            subjects.append(f"S{number:02d}")
+            labels.append("neutral")
+
+    assignment = assign_folds(subjects, labels, 6, seed=seed)
+
+    per_fold = [Counter(label for subject, label in zip(subjects, labels) if assignment[subject] == fold)
+                for fold in range(6)]
+    assert [len(fold_subjects(assignment, fold)) for fold in range(6)] == [4] * 6
+    # The greedy placement balances approximately: 18 neutral faces land 2 to 4 a fold, not 3 each.
+    assert 2 <= min(counts["neutral"] for counts in per_fold)
+    assert max(counts["neutral"] for counts in per_fold) <= 4
+    for expression in expressions:
+        assert max(counts[expression] for counts in per_fold) == 1
+
+
 def test_fold_seed_changes_permutation():
     subjects = [f"S{number:02d}" for number in range(30)]
     labels = ["happy"] * 30
