@@ -2,8 +2,8 @@
 
 The index is synthetic but shaped like a CK+ index: relative image and
 landmark paths, subject, label and code strings, and four metadata columns.
-It is saved with :meth:`FaceIndex.save`, then loaded ``--repeats`` times; the
-median is reported. ``--tree N`` also writes N empty files and times
+It is saved with :meth:`FaceIndex.save`, then loaded ``--repeats`` times, and
+the median is reported. ``--tree N`` also writes N empty files and times
 :func:`list_files` plus the listing fingerprint, the work a second run does
 before it finds the cached index.
 
@@ -59,7 +59,7 @@ def time_call(function, repeats: int) -> tuple[float, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=100_000, help="faces in the synthetic index")
-    parser.add_argument("--repeats", type=int, default=7, help="timed loads; the median is reported")
+    parser.add_argument("--repeats", type=int, default=7, help="number of timed loads, of which the median is reported")
     parser.add_argument("--tree", type=int, default=0, help="also time listing a tree of this many empty files")
     arguments = parser.parse_args()
 
@@ -73,7 +73,8 @@ def main() -> None:
         load_seconds, index = time_call(lambda: FaceIndex.load(path, root="/data/CK+"), arguments.repeats)
         records_seconds, records = time_call(lambda: FaceIndex.load(path, root="/data/CK+").records(),
                                              arguments.repeats)
-        assert len(index) == arguments.faces and len(records) == arguments.faces
+        if len(index) != arguments.faces or len(records) != arguments.faces:
+            raise RuntimeError(f"loaded {len(index)} faces and {len(records)} records, expected {arguments.faces}")
         print(f"built and saved {arguments.faces} faces in {build_seconds:.2f} s ({size_mb:.1f} MiB)")
         print(f"load: median {load_seconds * 1000:.1f} ms of {arguments.repeats}")
         print(f"load and build every FaceRecord: median {records_seconds * 1000:.1f} ms")

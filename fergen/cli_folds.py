@@ -18,10 +18,10 @@ from . import __version__
 from .errors import FergenError
 from .folds import check_disjoint
 
-# Subjects printed per fold before the list is cut (the JSON file has them all).
-_SUBJECTS_SHOWN = 40
-# Unmatched files printed before the list is cut (the JSON file has them all).
-_UNMATCHED_SHOWN = 20
+# Subjects printed per fold before the list is cut (the JSON file contains them all).
+_MAX_SUBJECTS_PRINTED = 40
+# Unmatched files printed before the list is cut (the JSON file contains them all).
+_MAX_UNMATCHED_PRINTED = 20
 
 
 def fold_report(recipe_path: str, data_root: Optional[Path]) -> dict[str, Any]:
@@ -75,10 +75,10 @@ def format_report(report: dict[str, Any]) -> str:
     lines += _count_table(report)
     lines.append("")
     for fold in report["folds"]:
-        shown = fold["subjects"][:_SUBJECTS_SHOWN]
-        more = len(fold["subjects"]) - len(shown)
+        printed = fold["subjects"][:_MAX_SUBJECTS_PRINTED]
+        more = len(fold["subjects"]) - len(printed)
         suffix = f" ... and {more} more (see --json)" if more else ""
-        lines.append(f"fold {fold['index']} {unit}: {' '.join(shown)}{suffix}")
+        lines.append(f"fold {fold['index']} {unit}: {' '.join(printed)}{suffix}")
     lines.append("")
     lines.append(f"leakage check passed: each of the {source['subjects']} {unit} is in exactly one fold, so no "
                  "fold's train and test parts share one")
@@ -86,9 +86,9 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"{name.replace('_', ' ')}: {count}")
     unmatched = report["unmatched"]
     lines.append(f"unmatched files: {len(unmatched)}")
-    lines += [f"  {entry}" for entry in unmatched[:_UNMATCHED_SHOWN]]
-    if len(unmatched) > _UNMATCHED_SHOWN:
-        lines.append(f"  ... and {len(unmatched) - _UNMATCHED_SHOWN} more (see --json)")
+    lines += [f"  {entry}" for entry in unmatched[:_MAX_UNMATCHED_PRINTED]]
+    if len(unmatched) > _MAX_UNMATCHED_PRINTED:
+        lines.append(f"  ... and {len(unmatched) - _MAX_UNMATCHED_PRINTED} more (see --json)")
     return "\n".join(lines)
 
 

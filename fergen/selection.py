@@ -154,7 +154,7 @@ def plan_folds(config: FaceSourceConfig, source: FaceSource, seed: int,
     Args:
         config: The recipe's ``faces`` section.
         source: The opened face source.
-        seed: The recipe seed; ``fold.seed`` overrides it for the permutation.
+        seed: The recipe seed, which ``fold.seed`` overrides for the permutation.
         fold: Fold settings (default: ``config.subjects.fold``).
 
     Raises:

@@ -1,7 +1,7 @@
 """BU-3DFE: the frontal 2D images of the Binghamton University 3D facial expression database.
 
 Layout as distributed: one folder per subject (``F0001`` to ``F0056``,
-``M0001`` to ``M0044``), holding ``F0001_AN04WH_F2D.bmp`` for expression
+``M0001`` to ``M0044``), containing ``F0001_AN04WH_F2D.bmp`` for expression
 ``AN`` at intensity 4 of a white (``WH``) subject, and ``F0001_NE00WH_F2D.bmp``
 for the neutral face. The 3D models, texture maps and landmark files in the
 same folders (``_F3D``, ``_RAW``, ``.wrl``, ``.bnd``, ``.pse``) are ignored.
@@ -39,7 +39,7 @@ SCHEME = NamingScheme(
 class Bu3dfeFacesConfig(DatasetConfig):
     """BU-3DFE frontal 2D images (``F0001/F0001_AN04WH_F2D.bmp``)."""
 
-    path: str = spec("", help="the BU-3DFE folder holding the subject folders F0001 ... M0044")
+    path: str = spec("", help="the BU-3DFE folder containing the subject folders F0001 ... M0044")
     intensities: tuple[int, ...] = spec((1, 2, 3, 4), low=1, high=4,
                                         help="expression intensities to keep (1 weakest, 4 strongest)")
     neutral: bool = spec(True, help="keep each subject's neutral face (NE00)")

@@ -7,9 +7,9 @@ Layout as distributed::
     Landmarks/S005/001/S005_001_00000011_landmarks.txt   (optional)
 
 Each sequence runs from a neutral first frame to the expression's peak. A
-sequence is labelled when its ``Emotion`` folder holds a file named after the
-peak frame; the file contains one float code (0 neutral, 1 anger, 2 contempt,
-3 disgust, 4 fear, 5 happy, 6 sadness, 7 surprise). Unlabelled sequences are
+sequence is labelled when its ``Emotion`` folder contains a file named after
+the peak frame. That file contains one float code (0 neutral, 1 anger,
+2 contempt, 3 disgust, 4 fear, 5 happy, 6 sadness, 7 surprise). Unlabelled sequences are
 counted in the summary and not used.
 
 The reader keeps the last ``last_frames`` frames of each labelled sequence,
@@ -65,11 +65,11 @@ class CkplusFacesConfig(DatasetConfig):
     """CK+ sequences (``cohn-kanade-images/`` with ``Emotion/`` labels and optional ``Landmarks/``).
 
     With ``mask.strategy: file`` the mask is the convex hull of the face
-    outline and brow landmarks; a frame without a landmarks file falls back
-    to the ``auto`` strategy (face detector).
+    outline and brow landmarks. A frame without a landmarks file gets its
+    mask from the ``auto`` strategy (face detector) instead.
     """
 
-    path: str = spec("", help="the CK+ folder holding cohn-kanade-images/ and Emotion/")
+    path: str = spec("", help="the CK+ folder containing cohn-kanade-images/ and Emotion/")
     last_frames: int = spec(1, low=1, high=100,
                             help="frames taken from the end of each labelled sequence, the peak included")
     neutral: bool = spec(True, help="use the first frame of labelled sequences as neutral faces")
@@ -142,7 +142,7 @@ class CkplusFaceSource(DatasetSource):
     @staticmethod
     def _add_sequence(builder: IndexBuilder, sequence: tuple[str, str], peak: int, code: str,
                       frames: list[tuple[int, str]], landmarks: set[str], emotion_file: str) -> bool:
-        """Add every frame of a labelled sequence up to the peak; return False if the peak image is missing."""
+        """Add every frame of a labelled sequence up to the peak, or return False if the peak image is missing."""
         numbers = [number for number, _ in frames]
         if peak not in numbers:
             builder.reject(emotion_file, f"no image {IMAGES}/{sequence[0]}/{sequence[1]}/"

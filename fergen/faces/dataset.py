@@ -24,7 +24,7 @@ from .labels import labels_of
 
 log = logging.getLogger(__name__)
 
-# Unmatched files named in the warning logged after a scan; the summary lists all of them.
+# Unmatched files named in the warning logged after a scan. The summary lists all of them.
 _UNMATCHED_LOGGED = 5
 
 
@@ -53,7 +53,7 @@ class DatasetSource(FaceSource):
 
     #: Dataset name used in messages (``CK+``).
     name: ClassVar[str] = ""
-    #: Recipe kind; it also names the cache file.
+    #: Recipe kind, also used in the cache file name.
     kind: ClassVar[str] = ""
     #: Bumped when the reader's output changes, so cached indexes of the old reader are ignored.
     reader_version: ClassVar[int] = 1
@@ -153,12 +153,12 @@ def _subfolders(folder: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class NamingScheme:
-    """How a dataset names its face images.
+    """Naming scheme of a dataset's face images.
 
     Attributes:
         pattern: Regular expression that the whole relative path of a face must match.
         example: A valid relative path, shown for files that don't match.
-        extensions: File types the scheme applies to (lower case); other files are counted, not listed.
+        extensions: File types the scheme applies to (lower case). Other files are counted, not listed.
         companions: Relative paths of dataset files that are not faces (3D textures...), ignored.
     """
 

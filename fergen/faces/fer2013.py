@@ -1,8 +1,8 @@
 """FER2013: the Kaggle facial expression recognition challenge data, one CSV file.
 
-``fer2013.csv`` has the header ``emotion,pixels,Usage``; each row holds a code
-(0 anger, 1 disgust, 2 fear, 3 happy, 4 sadness, 5 surprise, 6 neutral), a
-48x48 grey image as 2304 space-separated grey levels, and the split:
+``fer2013.csv`` has the header ``emotion,pixels,Usage``. Each row contains a
+code (0 anger, 1 disgust, 2 fear, 3 happy, 4 sadness, 5 surprise, 6 neutral),
+a 48x48 grey image as 2304 space-separated grey levels, and the split:
 ``Training``, ``PublicTest`` (used as validation) or ``PrivateTest`` (test).
 The images are decoded once and cached with the index. FER2013 carries no
 subject ids, so each image is its own subject and folds split by image.
@@ -36,9 +36,9 @@ COLUMNS = ("emotion", "pixels", "Usage")
 @register("fer2013")
 @dataclass(frozen=True)
 class Fer2013FacesConfig(DatasetConfig):
-    """FER2013 (``fer2013.csv``: emotion, pixels, Usage), decoded to 48x48 images; no subject ids."""
+    """FER2013 (``fer2013.csv``: emotion, pixels, Usage), decoded to 48x48 images, without subject ids."""
 
-    path: str = spec("", help="fer2013.csv, or the folder that holds it")
+    path: str = spec("", help="fer2013.csv, or the folder that contains it")
     usage: tuple[Literal["train", "val", "test"], ...] = spec(
         ("train",), help="rows to keep by Usage: train (Training), val (PublicTest), test (PrivateTest)")
 
@@ -127,8 +127,8 @@ class Fer2013FaceSource(DatasetSource):
         return image.astype(np.uint8).reshape(IMAGE_SIDE, IMAGE_SIDE)
 
     def admit(self, index: FaceIndex) -> FaceIndex:
-        wanted = [USAGES[usage] for usage in self.config.usage]
-        return index.take(np.flatnonzero(np.isin(index.meta["usage"], wanted)))
+        selected = [USAGES[usage] for usage in self.config.usage]
+        return index.take(np.flatnonzero(np.isin(index.meta["usage"], selected)))
 
     def load_image(self, record: FaceRecord) -> np.ndarray:
         """Return the 48x48 grey image as RGB uint8 (48, 48, 3)."""

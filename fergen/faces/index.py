@@ -3,10 +3,10 @@
 A reader scans a dataset once and stores what it found (ids, subjects,
 labels, dataset codes, relative paths and per-face metadata columns) in a
 :class:`FaceIndex`. The index is saved as an uncompressed ``.npz`` in the
-fergen cache folder, keyed by a fingerprint of the dataset's file listing
-(relative paths, sizes and modification times), so a later run with an
-unchanged tree loads the arrays instead of parsing the dataset again.
-Records are built from the arrays only when a caller asks for them.
+fergen cache folder. Its key is a fingerprint of the dataset's file listing:
+relative paths, sizes and modification times. A later run with an unchanged
+tree therefore loads the arrays instead of parsing the dataset again.
+Records are built from the arrays only when a caller requests them.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ class FaceIndex:
         subjects: str (N,): subject (person) id.
         labels: str (N,): canonical expression label.
         codes: str (N,): the dataset's own label code.
-        paths: str (N,): image path relative to ``root``; empty when the pixels live in ``pixels``.
-        mask_paths: str (N,): mask or landmarks path relative to ``root``; empty when there is none.
+        paths: str (N,): image path relative to ``root``, or empty when the image is in ``pixels``.
+        mask_paths: str (N,): mask or landmarks path relative to ``root``, or empty when there is none.
         meta: per-face metadata columns (int64, float64, bool or str arrays of length N).
         unmatched: dataset files that did not match the naming scheme, each with the reason.
         stats: counts the reader reports in the summary (e.g. unlabelled CK+ sequences).
@@ -113,7 +113,7 @@ class FaceIndex:
 
     @classmethod
     def from_records(cls, records: Sequence[FaceRecord], unmatched: Sequence[str] = ()) -> "FaceIndex":
-        """Build an index of already created records; their paths stay as given (``root`` is empty)."""
+        """Build an index of already created records, keeping their paths as given (``root`` is empty)."""
         records = sorted(records, key=lambda record: record.id)
         builder = IndexBuilder()
         for record in records:
@@ -138,7 +138,7 @@ class FaceIndex:
 
     @classmethod
     def load(cls, path: Path, root: str = "") -> "FaceIndex":
-        """Read an index written by :meth:`save`; ``pixels`` are memory-mapped.
+        """Read an index written by :meth:`save`, with ``pixels`` memory-mapped.
 
         Raises:
             OSError, ValueError, KeyError: if the file is missing, truncated or of another format.
@@ -185,7 +185,7 @@ class IndexBuilder:
 
     def add(self, face_id: str, subject: str, label: str, code: str, path: str = "", mask_path: str = "",
             **meta: Any) -> None:
-        """Add one face; ``path`` and ``mask_path`` are relative to the dataset root."""
+        """Add one face, with ``path`` and ``mask_path`` relative to the dataset root."""
         for name, value in zip(_COLUMNS, (face_id, subject, label, code, path, mask_path)):
             self._columns[name].append(value)
         self._meta.append(meta)
@@ -261,7 +261,7 @@ class FileListing:
 
 
 def list_files(root: Path, entries: Sequence[str]) -> FileListing:
-    """List the files at or below each of ``entries`` (paths relative to ``root``); missing ones are skipped."""
+    """List the files at or below each of ``entries`` (paths relative to ``root``), skipping missing entries."""
     found: list[tuple[str, int, int]] = []
     for entry in entries:
         path = root / entry
@@ -306,8 +306,9 @@ def load_or_build(kind: str, reader_version: int, root: Path, listing: FileListi
                   build: Callable[[FileListing], FaceIndex], cache_dir: Optional[Path] = None) -> FaceIndex:
     """Return the cached index of ``listing``, or build it with ``build`` and cache it.
 
-    An unreadable or stale cache file is logged and rebuilt; a cache folder
-    that cannot be written is logged, and the built index is returned anyway.
+    An unreadable or stale cache file is logged and rebuilt. When the cache
+    folder cannot be written, the error is logged and the built index is
+    returned anyway.
     """
     key = cache_key(kind, reader_version, root, listing)
     path = (cache_dir or default_index_dir()) / f"{kind}-{key[:32]}.npz"

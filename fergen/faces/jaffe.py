@@ -32,7 +32,7 @@ SCHEME = NamingScheme(pattern=_FILE, example="KA.AN1.39.tiff",
 class JaffeFacesConfig(DatasetConfig):
     """JAFFE images (``KA.AN1.39.tiff``), one folder."""
 
-    path: str = spec("", help="the JAFFE folder holding the .tiff images (jaffedbase)")
+    path: str = spec("", help="the JAFFE folder containing the .tiff images (jaffedbase)")
 
     def open(self, data_root: Path) -> "JaffeFaceSource":
         return JaffeFaceSource(self, self.dataset_path(data_root))

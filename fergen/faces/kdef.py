@@ -1,7 +1,7 @@
 """KDEF: the Karolinska Directed Emotional Faces.
 
 Layout as distributed: one folder per session and person (``AF01``:
-session ``A``, female, id ``01``) holding ``AF01ANS.JPG`` (expression ``AN``
+session ``A``, female, id ``01``) containing ``AF01ANS.JPG`` (expression ``AN``
 seen straight on, ``S``). Angles are ``FL`` and ``FR`` (full profile left
 and right), ``HL`` and ``HR`` (half profile) and ``S`` (frontal). A person
 is the same subject in both sessions: ``AF01`` and ``BF01`` are subject ``F01``.
@@ -35,9 +35,9 @@ SCHEME = NamingScheme(
 @register("kdef")
 @dataclass(frozen=True)
 class KdefFacesConfig(DatasetConfig):
-    """KDEF images (``AF01/AF01ANS.JPG``); frontal only by default."""
+    """KDEF images (``AF01/AF01ANS.JPG``), frontal only by default."""
 
-    path: str = spec("", help="the KDEF folder holding the session folders AF01 ... BM35")
+    path: str = spec("", help="the KDEF folder containing the session folders AF01 ... BM35")
     angles: tuple[Literal["FL", "HL", "S", "HR", "FR"], ...] = spec(
         ("S",), help="camera angles to keep: S frontal, HL/HR half profile, FL/FR full profile")
     sessions: tuple[Literal["A", "B"], ...] = spec(("A", "B"), help="photo sessions to keep")

@@ -13,7 +13,7 @@ CANONICAL_LABELS = ("neutral", "anger", "contempt", "disgust", "fear", "happy", 
 
 
 def canonical_order(labels: Iterable[str]) -> tuple[str, ...]:
-    """Return ``labels`` sorted in canonical order; labels outside the set follow, sorted by name."""
+    """Return ``labels`` in canonical order, followed by any non-canonical labels sorted by name."""
     unique = set(labels)
     known = [label for label in CANONICAL_LABELS if label in unique]
     return tuple(known + sorted(unique - set(CANONICAL_LABELS)))

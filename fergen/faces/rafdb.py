@@ -39,9 +39,9 @@ _IMAGE_NAMES = {"aligned": re.compile(r"(?P<name>(?:train|test)_\d+)_aligned\.jp
 @register("rafdb")
 @dataclass(frozen=True)
 class RafdbFacesConfig(DatasetConfig):
-    """RAF-DB basic (``EmoLabel/list_patition_label.txt`` and ``Image/aligned/``); no subject ids."""
+    """RAF-DB basic (``EmoLabel/list_patition_label.txt`` and ``Image/aligned/``), without subject ids."""
 
-    path: str = spec("", help="the RAF-DB 'basic' folder holding EmoLabel/ and Image/")
+    path: str = spec("", help="the RAF-DB 'basic' folder containing EmoLabel/ and Image/")
     partitions: tuple[Literal["train", "test"], ...] = spec(
         ("train",), help="RAF-DB partitions to keep; render training data from 'train' only")
     images: Literal["aligned", "original"] = spec(

@@ -1,7 +1,7 @@
 """Tiny dataset trees with the real naming schemes, written as real image files.
 
 Pixels are small random arrays seeded from the file's relative path, so a
-test can recompute what a file holds with :func:`pattern_image`.
+test can recompute what a file contains with :func:`pattern_image`.
 """
 
 from __future__ import annotations
