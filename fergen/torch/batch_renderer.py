@@ -145,6 +145,8 @@ def gather_inputs(renderer: Renderer, indices: Sequence[int], epoch: int = 0) ->
     (OpenCV crops and resizes each photo); call it in DataLoader workers to
     keep a GPU busy.
     """
+    if len(indices) == 0:
+        raise ValueError("indices is empty. A batch needs at least one sample index.")
     faces = renderer.faces
     params: list[RenderParams] = []
     face_ids: list[int] = []
@@ -185,7 +187,7 @@ class BatchRenderer:
     - ``"bank"``: the same noise as the numpy renderer, read from
       :func:`fergen.render.noise_bank` at each sample's ``noise_seed``
       (16 MiB copied to the device once);
-    - ``"none"``: no noise, whatever ``noise_sigma`` says.
+    - ``"none"``: no noise, regardless of ``noise_sigma``.
 
     Args:
         device: torch device to render on.
@@ -202,13 +204,14 @@ class BatchRenderer:
 
     def render(self, faces: torch.Tensor, masks: torch.Tensor, backgrounds: torch.Tensor,
                params: Union[ParamBatch, Sequence[RenderParams]], face_lightness: Optional[torch.Tensor] = None,
-               generator: Optional[torch.Generator] = None, noise: Optional[NoiseSource] = None
-               ) -> dict[str, torch.Tensor]:
+               generator: Optional[torch.Generator] = None, noise: Optional[NoiseSource] = None,
+               feather: Optional[float] = None) -> dict[str, torch.Tensor]:
         """Render a batch.
 
         Args:
             faces: (B, 3, S, S) RGB face canvases, uint8 or float in [0, 1].
-            masks: (B, 1, S, S) or (B, S, S) straight alpha, uint8 or float in [0, 1].
+            masks: (B, 1, S, S) or (B, S, S) straight alpha, uint8 or float in [0, 1]. The
+                :class:`~fergen.assets.FaceTable` alphas are already feathered.
             backgrounds: (B, 3, H, W) background crops at the output size, uint8 or float in [0, 1].
             params: B :class:`~fergen.params.RenderParams`, or a :class:`ParamBatch`.
             face_lightness: float (B,) mean Lab L (0-100) of each face under its
@@ -217,6 +220,8 @@ class BatchRenderer:
             generator: a ``torch.Generator`` on ``device`` for ``"generator"`` noise
                 (default: the renderer's own).
             noise: overrides the renderer's noise source for this call.
+            feather: if given, ``masks`` are hard masks and are first feathered with this
+                sigma in pixels by :func:`fergen.torch.ops.feather_masks`.
 
         Returns:
             A dict of tensors on ``device``:
@@ -234,17 +239,24 @@ class BatchRenderer:
         """
         if not isinstance(params, ParamBatch):
             params = ParamBatch.from_params(params, self.device)
+        elif params.homography.device.type != self.device.type:
+            raise ValueError(f"params are on {params.homography.device}, but the renderer is on {self.device}. "
+                             "Stack them with ParamBatch.from_params(params, device).")
         count = len(params)
         height, width = params.output_size
         size = params.face_size
         faces = self._as_images(faces, "faces", count, 3, (size, size))
-        if masks.dim() == 3:
+        if isinstance(masks, torch.Tensor) and masks.dim() == 3:
             masks = masks.unsqueeze(1)
         masks = self._as_images(masks, "masks", count, 1, (size, size))
+        if feather is not None:
+            masks = ops.feather_masks(masks, feather)
         backgrounds = self._as_images(backgrounds, "backgrounds", count, 3, (height, width))
         if face_lightness is None:
             face_lightness = _weighted_mean(ops.lab_lightness(faces), masks)
-        face_lightness = face_lightness.to(self.device, torch.float32).reshape(count)
+        face_lightness = torch.as_tensor(face_lightness, dtype=torch.float32).to(self.device)
+        if tuple(face_lightness.shape) != (count,):
+            raise ValueError(f"face_lightness: expected shape ({count},), got {tuple(face_lightness.shape)}")
 
         # Step 3: warp the premultiplied face, then divide the colour by the warped alpha.
         warped = ops.warp_perspective(torch.cat((faces * masks, masks), dim=1), params.homography, (height, width))
@@ -353,8 +365,9 @@ class BatchRenderer:
             self._bank = torch.from_numpy(noise_bank().copy()).to(self.device)
         bank = self._bank
         result = torch.empty((len(params), 3, height, width), device=self.device)
+        grey_flags = params.grayscale.tolist()
         for grey in (False, True):
-            rows = [row for row in range(len(params)) if bool(params.grayscale[row]) == grey]
+            rows = [row for row, flag in enumerate(grey_flags) if flag == grey]
             if not rows:
                 continue
             channels = 1 if grey else 3

@@ -10,8 +10,10 @@ L in [0, 100]), and the blur builds the same kernels and borders as
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -46,9 +48,11 @@ def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
 
 
 def _mix_channels(image: torch.Tensor, matrix: Sequence[Sequence[float]]) -> torch.Tensor:
-    """Multiply the channel vector of every pixel of (N, 3, H, W) by a 3x3 matrix."""
+    """Multiply the channel vector of every pixel of (N, C, H, W) by a (K, C) matrix; returns (N, K, H, W)."""
     weights = torch.tensor(matrix, dtype=image.dtype, device=image.device)
-    return torch.einsum("ij,njhw->nihw", weights, image)
+    count, channels, height, width = image.shape
+    # A broadcast matrix product; measured faster on the CPU than einsum or a 1x1 convolution.
+    return (weights @ image.reshape(count, channels, height * width)).view(count, -1, height, width)
 
 
 def _lab_f(t: torch.Tensor) -> torch.Tensor:
@@ -103,15 +107,12 @@ def lab_lightness(rgb: torch.Tensor) -> torch.Tensor:
 
     L depends on Y only, so this skips the X and Z rows of :func:`rgb_to_lab`.
     """
-    weights = _RGB_TO_XYZ[1]
-    linear = srgb_to_linear(rgb)
-    y = linear[:, 0:1] * weights[0] + linear[:, 1:2] * weights[1] + linear[:, 2:3] * weights[2]
-    return lightness_from_luminance(y)
+    return lightness_from_luminance(_mix_channels(srgb_to_linear(rgb), [_RGB_TO_XYZ[1]]))
 
 
 def rgb_to_grey(rgb: torch.Tensor) -> torch.Tensor:
     """Return BT.601 luma (N, 1, H, W) of (N, 3, H, W), like ``cv2.COLOR_RGB2GRAY``."""
-    return rgb[:, 0:1] * _GREY_WEIGHTS[0] + rgb[:, 1:2] * _GREY_WEIGHTS[1] + rgb[:, 2:3] * _GREY_WEIGHTS[2]
+    return _mix_channels(rgb, [_GREY_WEIGHTS])
 
 
 def gaussian_kernel_size(sigma: float) -> int:
@@ -148,22 +149,36 @@ def gaussian_kernels(sigmas: Sequence[float], device: torch.device | str = "cpu"
     return kernels.to(device=device, dtype=torch.float32)
 
 
-def reflect_indices(length: int, radius: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Return source indices of a row of ``length`` padded by ``radius`` with ``cv2.BORDER_REFLECT``.
+Border = Literal["reflect", "reflect101"]
 
-    BORDER_REFLECT repeats the edge pixel (``fedcba|abcdefgh|hgfedcb``), unlike
-    torch's ``reflect`` padding. Pads wider than the row keep reflecting.
+
+def reflect_indices(length: int, radius: int, device: torch.device | str = "cpu",
+                    border: Border = "reflect") -> torch.Tensor:
+    """Return source indices of a row of ``length`` padded by ``radius`` on both sides.
+
+    ``"reflect"`` is ``cv2.BORDER_REFLECT``, which repeats the edge pixel
+    (``fedcba|abcdefgh|hgfedcb``). ``"reflect101"`` is ``cv2.BORDER_REFLECT_101``,
+    OpenCV's default border and torch's ``reflect`` padding
+    (``gfedcb|abcdefgh|gfedcba``). Pads wider than the row keep reflecting.
     """
-    positions = torch.arange(-radius, length + radius, device=device) % (2 * length)
-    return torch.where(positions >= length, 2 * length - 1 - positions, positions)
+    positions = torch.arange(-radius, length + radius, device=device)
+    if border == "reflect":
+        positions = positions % (2 * length)
+        return torch.where(positions >= length, 2 * length - 1 - positions, positions)
+    if length == 1:
+        return torch.zeros_like(positions)
+    positions = positions % (2 * length - 2)
+    return torch.where(positions >= length, 2 * length - 2 - positions, positions)
 
 
-def gaussian_blur(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """Blur each image with its own separable kernel, borders as ``cv2.BORDER_REFLECT``.
+def gaussian_blur(images: torch.Tensor, kernels: torch.Tensor, border: Border = "reflect") -> torch.Tensor:
+    """Blur each image with its own separable kernel, like ``cv2.GaussianBlur`` on float32 images.
 
     Args:
         images: float (N, C, H, W).
         kernels: float (N, K) with K odd, from :func:`gaussian_kernels`.
+        border: ``"reflect"`` (``cv2.BORDER_REFLECT``, as the numpy renderer's blur uses)
+            or ``"reflect101"`` (``cv2.BORDER_REFLECT_101``, OpenCV's default).
 
     Returns:
         float (N, C, H, W).
@@ -173,12 +188,12 @@ def gaussian_blur(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     radius = length // 2
     taps = kernels.to(images.dtype)[:, :, None, None, None]
 
-    padded = images.index_select(-1, reflect_indices(width, radius, images.device))
+    padded = images.index_select(-1, reflect_indices(width, radius, images.device, border))
     rows = taps[:, 0] * padded[..., 0:width]
     for k in range(1, length):
         rows = rows + taps[:, k] * padded[..., k:k + width]
 
-    padded = rows.index_select(-2, reflect_indices(height, radius, images.device))
+    padded = rows.index_select(-2, reflect_indices(height, radius, images.device, border))
     result = taps[:, 0] * padded[..., 0:height, :]
     for k in range(1, length):
         result = result + taps[:, k] * padded[..., k:k + height, :]
@@ -194,17 +209,17 @@ def homography_grid(homographies: torch.Tensor, height: int, width: int) -> torc
     ``affine_grid(homographies[:, :2], (N, C, height, width))``.
     """
     dtype, device = homographies.dtype, homographies.device
-    xs = (2.0 * torch.arange(width, dtype=dtype, device=device) + 1.0) / width - 1.0
-    ys = (2.0 * torch.arange(height, dtype=dtype, device=device) + 1.0) / height - 1.0
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    points = torch.stack((grid_x, grid_y, torch.ones_like(grid_x)), dim=-1).reshape(1, -1, 3)
-    mapped = points @ homographies.transpose(1, 2)
-    depth = mapped[..., 2:3]
+    xs = ((2.0 * torch.arange(width, dtype=dtype, device=device) + 1.0) / width - 1.0).view(1, 1, width)
+    ys = ((2.0 * torch.arange(height, dtype=dtype, device=device) + 1.0) / height - 1.0).view(1, height, 1)
+    h = homographies.view(-1, 9, 1, 1).unbind(1)
+    mapped_x = h[0] * xs + h[1] * ys + h[2]
+    mapped_y = h[3] * xs + h[4] * ys + h[5]
+    depth = h[6] * xs + h[7] * ys + h[8]
     # Divide as cv2.warpPerspective does; points on the horizon (depth 0) are sent outside, so they sample zeros.
     on_horizon = depth.abs() < 1e-12
-    grid = mapped[..., :2] / torch.where(on_horizon, torch.ones_like(depth), depth)
-    grid = torch.where(on_horizon, torch.full_like(grid, -4.0), grid)
-    return grid.reshape(-1, height, width, 2)
+    depth = torch.where(on_horizon, torch.full_like(depth, 1e-12), depth)
+    grid = torch.stack((mapped_x / depth, mapped_y / depth), dim=-1)
+    return torch.where(on_horizon.unsqueeze(-1), torch.full_like(grid, -4.0), grid)
 
 
 def warp_perspective(images: torch.Tensor, homographies: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -218,3 +233,35 @@ def warp_perspective(images: torch.Tensor, homographies: torch.Tensor, size: tup
     """
     grid = homography_grid(homographies.to(images.dtype), *size)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def feather_masks(masks: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Turn hard masks into soft alpha mattes, as :func:`fergen.assets.face_to_canvas` does for each face.
+
+    The mask (thresholded at 0.5) is eroded with an ellipse of radius
+    ``round(2 * sigma)``, blurred with ``sigma`` and multiplied by the mask
+    dilated by the same radius, so the soft edge lies inside the face. A sigma
+    of 0.3 or less returns the thresholded mask.
+
+    Args:
+        masks: float (N, 1, H, W) in [0, 1].
+        sigma: blur sigma in pixels; a recipe's is ``faces.mask.feather * (face_size - 2 * padding) / 4``.
+
+    Returns:
+        float (N, 1, H, W) in [0, 1].
+    """
+    binary = (masks >= 0.5).to(masks.dtype)
+    if sigma <= 0.3:
+        return binary
+    radius = max(1, int(round(2.0 * sigma)))
+    side = 2 * radius + 1
+    ellipse = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side)).astype(np.float32)
+    weights = torch.from_numpy(ellipse).to(masks.device, masks.dtype)[None, None]
+    # Erosion keeps a pixel when no background pixel lies under the ellipse. Pixels outside the
+    # image count as foreground, which is OpenCV's default border for erosion.
+    background_under_ellipse = F.conv2d(1.0 - binary, weights, padding=radius)
+    eroded = (background_under_ellipse < 0.5).to(masks.dtype)
+    blurred = gaussian_blur(eroded, gaussian_kernels([sigma] * len(masks), masks.device), border="reflect101")
+    # Dilating ``radius`` times with a 3x3 square equals one dilation with a (2r + 1) square.
+    dilated = F.max_pool2d(binary, side, stride=1, padding=radius)
+    return blurred * dilated

@@ -4,7 +4,7 @@ Reading follows the usual WebDataset order. The shard list is split by
 rank, then by DataLoader worker, and each worker streams its shards,
 shuffles samples in a buffer and decodes them. When there are fewer shards than
 ranks (or than a rank's workers), those readers split the samples of the
-shards instead, so every sample is still read exactly once.
+shards instead, so each epoch still reads every sample exactly once.
 """
 
 from __future__ import annotations
@@ -205,16 +205,16 @@ def _is_complete(sample: Mapping[str, Any]) -> bool:
             and sum(extension in sample for extension in COMPOSITE_EXTENSIONS) == 1)
 
 
-def _open(url: str):
+def _open(url: str, storage_options: Mapping[str, Any]):
     local = _local_path(url)
     if local is not None:
         return open(local, "rb")
     import fsspec
 
-    return fsspec.open(url, "rb").open()
+    return fsspec.open(url, "rb", **storage_options).open()
 
 
-def iter_shard(url: str) -> Iterator[dict[str, Any]]:
+def iter_shard(url: str, storage_options: Optional[Mapping[str, Any]] = None) -> Iterator[dict[str, Any]]:
     """Yield the raw samples of one shard (``__key__``, ``__url__`` and member bytes by extension).
 
     Members are grouped by the key before the first dot of their names.
@@ -226,7 +226,7 @@ def iter_shard(url: str) -> Iterator[dict[str, Any]]:
     current: Optional[dict[str, Any]] = None
     last_key: Optional[str] = None
     try:
-        with _open(url) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
+        with _open(url, storage_options or {}) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
                 if not member.isfile():
                     continue
@@ -267,6 +267,8 @@ class ShardDataset(IterableDataset):
             environment variables, else 0 of 1).
         max_errors: damaged samples or shards a reader skips (each logged with the
             shard and key) before it raises; counted per reader and pass.
+        storage_options: keyword arguments for ``fsspec.open`` on URLs with a scheme
+            (credentials, timeouts).
 
     Items are the sample dicts of :mod:`fergen.torch.samples`, and ``meta``
     also contains ``key`` and ``url``. Batch them with :func:`fergen.torch.collate`.
@@ -275,13 +277,14 @@ class ShardDataset(IterableDataset):
     sample once. Rank sample counts differ when the shards do not divide evenly;
     ``len(dataset)`` gives this rank's count where the manifests are readable.
 
-    NOTE: a stalled remote read waits as long as the fsspec backend lets it
-    (set its timeout in the URL's storage options); local files never block.
+    NOTE: a stalled remote read waits as long as the fsspec backend allows.
+    Pass a timeout in ``storage_options`` where the backend supports one. Local
+    files never block.
     """
 
     def __init__(self, urls: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]], shuffle: int = 0,
                  seed: int = 0, epoch: int = 0, rank: Optional[int] = None, world_size: Optional[int] = None,
-                 max_errors: int = 10):
+                 max_errors: int = 10, storage_options: Optional[Mapping[str, Any]] = None):
         if isinstance(shuffle, bool) or not isinstance(shuffle, int) or shuffle < 0:
             raise ValueError(f"shuffle must be a buffer size >= 0 (samples), got {shuffle!r}")
         if isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 0:
@@ -293,6 +296,7 @@ class ShardDataset(IterableDataset):
         self.shuffle = shuffle
         self.seed = seed
         self.max_errors = max_errors
+        self.storage_options = dict(storage_options or {})
         self._rank = rank
         self._world_size = world_size
         current_slot(rank, world_size)
@@ -353,7 +357,7 @@ class ShardDataset(IterableDataset):
         for url in plan.shards:
             count = 0
             try:
-                for sample in iter_shard(url):
+                for sample in iter_shard(url, self.storage_options):
                     count += 1
                     if position % plan.stride == plan.offset:
                         yield sample

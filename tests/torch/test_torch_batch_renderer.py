@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from fergen.pipeline import Renderer
 from fergen.render import render
-from fergen.torch import BatchRenderer, ParamBatch, gather_inputs
+from fergen.torch import BatchRenderer, ParamBatch, gather_inputs, ops
 
 MIN_PSNR = 35.0
 
@@ -184,3 +184,28 @@ def test_outputs_stay_in_unit_range(small_renderer, seed, epoch):
         assert float(output[key].min()) >= 0.0, key
         assert float(output[key].max()) <= 1.0, key
         assert bool(torch.isfinite(output[key]).all()), key
+
+
+def test_feather_option_feathers_hard_masks(small_renderer):
+    inputs = gather_inputs(small_renderer, range(3))
+    hard = (inputs.masks >= 128).to(torch.uint8) * 255
+    renderer = BatchRenderer(noise="none")
+
+    feathered_inside = renderer.render(inputs.faces, hard, inputs.backgrounds, inputs.params, feather=1.5)
+    feathered_before = renderer.render(inputs.faces, ops.feather_masks(hard.float() / 255.0, 1.5),
+                                       inputs.backgrounds, inputs.params)
+    hard_edges = renderer.render(inputs.faces, hard, inputs.backgrounds, inputs.params)
+
+    assert torch.equal(feathered_inside["mask"], feathered_before["mask"])
+    assert torch.equal(feathered_inside["composite"], feathered_before["composite"])
+    assert not torch.equal(feathered_inside["mask"], hard_edges["mask"])
+
+
+def test_lightness_shape_and_empty_indices_are_checked(small_renderer):
+    inputs = gather_inputs(small_renderer, range(2))
+
+    with pytest.raises(ValueError, match=r"face_lightness: expected shape \(2,\)"):
+        BatchRenderer().render(inputs.faces, inputs.masks, inputs.backgrounds, inputs.params,
+                               face_lightness=torch.ones(3))
+    with pytest.raises(ValueError, match="indices is empty"):
+        gather_inputs(small_renderer, [])

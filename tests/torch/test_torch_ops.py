@@ -127,3 +127,30 @@ def test_homography_grid_equals_affine_grid():
 
     expected = F.affine_grid(theta, (1, 3, 20, 33), align_corners=False)
     assert torch.allclose(grid, expected, atol=1e-6)
+
+
+def test_reflect101_indices_match_opencv_default():
+    row = np.arange(4, dtype=np.float32)[None, :]
+
+    for radius in (1, 3, 9):
+        padded = cv2.copyMakeBorder(row, 0, 0, radius, radius, cv2.BORDER_REFLECT_101)[0]
+        assert ops.reflect_indices(4, radius, border="reflect101").tolist() == padded.astype(int).tolist()
+    assert ops.reflect_indices(1, 2, border="reflect101").tolist() == [0, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("sigma", [0.2, 1.0, 2.6])
+def test_feather_masks_match_face_asset_steps(sigma):
+    # A hard ellipse touching the right border, feathered with the OpenCV calls of fergen.assets.face_to_canvas.
+    binary = np.zeros((40, 36), np.uint8)
+    cv2.ellipse(binary, (24, 20), (12, 16), 15, 0, 360, 1, -1)
+    if sigma > 0.3:
+        radius = max(1, int(round(2.0 * sigma)))
+        eroded = cv2.erode(binary, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2))
+        expected = cv2.GaussianBlur(eroded.astype(np.float32), (0, 0), sigma)
+        expected *= cv2.dilate(binary, np.ones((3, 3), np.uint8), iterations=radius).astype(np.float32)
+    else:
+        expected = binary.astype(np.float32)
+
+    feathered = ops.feather_masks(torch.from_numpy(binary.astype(np.float32))[None, None] * 0.9, sigma)
+
+    np.testing.assert_allclose(feathered[0, 0].numpy(), expected, rtol=0, atol=2e-6)
