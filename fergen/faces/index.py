@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -205,10 +206,15 @@ class IndexBuilder:
         if duplicated:
             raise DataError(f"{self.where or 'face index'}: duplicate face ids {sorted(duplicated)[:5]}; "
                             "each face needs a unique id.")
-        order = np.argsort(columns["ids"], kind="stable")
-        index = FaceIndex(meta=_meta_columns(self._meta), unmatched=tuple(sorted(self.unmatched)),
-                          stats=dict(sorted(self.stats.items())), pixels=pixels, **columns)
-        return index.take(order)
+        unmatched = tuple(sorted(self.unmatched, key=_natural_key))
+        index = FaceIndex(meta=_meta_columns(self._meta), unmatched=unmatched, stats=dict(sorted(self.stats.items())),
+                          pixels=pixels, **columns)
+        return index.take(np.argsort(columns["ids"], kind="stable"))
+
+
+def _natural_key(text: str) -> list[Any]:
+    """Return a sort key that orders numbers by value, so ``line 9`` comes before ``line 10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def _meta_columns(metas: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:

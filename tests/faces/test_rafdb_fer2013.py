@@ -103,6 +103,7 @@ def fer_rows():
         ("2", " ".join(["7"] * 100), "Training"),
         ("1", " ".join(["300"] * 2304), "Training"),
         fer_row(4, 6, "Other"),
+        ("4", " ".join(["7"] * 2303 + ["x"]), "Training"),
     ]
 
 
@@ -132,7 +133,8 @@ def test_fer2013_unmatched_rows(tmp_path):
     assert source.unmatched == ["line 6 (emotion '9' is not a code from 0 to 6)",
                                 "line 7 (100 pixel values, expected 2304)",
                                 "line 8 (pixel values outside 0-255)",
-                                "line 9 (Usage 'Other' is not one of Training, PublicTest, PrivateTest)"]
+                                "line 9 (Usage 'Other' is not one of Training, PublicTest, PrivateTest)",
+                                "line 10 (pixel values are not all whole numbers)"]
 
 
 def test_fer2013_second_run_reads_cached_pixels(tmp_path):
