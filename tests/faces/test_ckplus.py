@@ -34,8 +34,8 @@ def ckplus(tmp_path):
     return root
 
 
-def ids_by_label(source_index):
-    pairs = zip(source_index.labels.tolist(), source_index.ids.tolist())
+def ids_by_label(index):
+    pairs = zip(index.labels.tolist(), index.ids.tolist())
     result = {}
     for label, face_id in pairs:
         result.setdefault(label, []).append(face_id.split("/")[-1])

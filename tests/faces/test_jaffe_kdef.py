@@ -77,7 +77,7 @@ def test_kdef_unmatched(kdef):
                                 "AM12/AM12XXS.JPG (name does not match AF01/AF01ANS.JPG)"]
 
 
-def test_kdef_wrong_folder_names_nearest_match(tmp_path):
+def test_kdef_missing_folder_names_nearest_match(tmp_path):
     make_kdef(tmp_path / "KDEF_and_AKDEF" / "KDEF", KDEF_NAMES)
     source = open_faces(tmp_path, kind="kdef", path="KDEF")
 
