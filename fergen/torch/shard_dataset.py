@@ -278,8 +278,8 @@ class ShardDataset(IterableDataset):
     ``len(dataset)`` gives this rank's count where the manifests are readable.
 
     NOTE: a stalled remote read waits as long as the fsspec backend allows.
-    Pass a timeout in ``storage_options`` where the backend supports one. Local
-    files never block.
+    Pass a timeout in ``storage_options`` where the backend supports one. A
+    truncated local shard ends in a read error, never in a wait.
     """
 
     def __init__(self, urls: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]], shuffle: int = 0,
@@ -350,7 +350,7 @@ class ShardDataset(IterableDataset):
             try:
                 yield decode_sample(sample)
             except ShardError as error:
-                errors.record(str(error))
+                errors.record(str(error), "skipping the sample")
 
     def _kept_samples(self, plan: ReadPlan, errors: "_ErrorBudget") -> Iterator[dict[str, Any]]:
         position = 0
@@ -363,11 +363,12 @@ class ShardDataset(IterableDataset):
                         yield sample
                     position += 1
             except _ShardBroken as error:
-                errors.record(f"{error}; skipping the rest of the shard. {_VERIFY_HINT}")
+                errors.record(f"{error}. {_VERIFY_HINT}", "skipping the rest of the shard")
                 continue
             expected = self._counts.get(url)
             if expected is not None and count != expected:
-                errors.record(f"{shard_label(url)}: {count} samples, its manifest lists {expected}. {_VERIFY_HINT}")
+                errors.record(f"{shard_label(url)}: {count} samples, its manifest lists {expected}. {_VERIFY_HINT}",
+                              "continuing with the samples read")
 
     def __repr__(self) -> str:
         return (f"ShardDataset({len(self.shards)} shards, shuffle={self.shuffle}, seed={self.seed}, "
@@ -375,18 +376,19 @@ class ShardDataset(IterableDataset):
 
 
 class _ErrorBudget:
-    """Log each skipped sample or shard; raise once more than ``limit`` were skipped."""
+    """Counter of damaged samples and shards that logs each one and raises once there are more than ``limit``."""
 
     def __init__(self, limit: int):
         self.limit = limit
         self.count = 0
 
-    def record(self, message: str) -> None:
+    def record(self, problem: str, consequence: str) -> None:
+        """Log ``problem`` with what the reader does about it, or raise ShardError once over the limit."""
         self.count += 1
         if self.count > self.limit:
-            raise ShardError(f"{message} Stopping: {self.count} damaged samples or shards, more than "
+            raise ShardError(f"{problem} Stopping after {self.count} damaged samples or shards, more than "
                              f"max_errors={self.limit}. Repair the shards or raise max_errors.")
-        log.warning("skipped: %s", message)
+        log.warning("%s: %s", consequence, problem)
 
 
 def shuffle_buffer(samples: Iterable[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
