@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 #: Version of the checkpoint layout; raise it when keys change meaning.
 CHECKPOINT_FORMAT = 1
 
-#: How the model expects its input, recorded for other tools reading the file.
+#: Input convention of the model, recorded for other tools that read the file.
 PREPROCESSING = {
     "color": "RGB",
     "range": [0.0, 1.0],

@@ -1,7 +1,8 @@
 """Datasets for fit and evaluate, built on fergen's recipes, shards and face sources.
 
-This module is the only place where fergen_train reaches into fergen's data
-API, so a change there stays a small change here. Three kinds of data exist:
+Together with :mod:`fergen_train.images`, this module is where fergen_train
+uses fergen's data API, so a change there stays a small change here. Three
+kinds of data exist:
 
 - a recipe rendered on the fly (:class:`fergen.torch.RenderDataset`);
 - WebDataset shards written by ``fergen render`` (:class:`fergen.torch.ShardDataset`);
@@ -146,9 +147,9 @@ def shard_recipe_sha256(shards: Sequence[str]) -> str | None:
     """
     hashes = {}
     for url in shards:
-        folder = Path(url[len("file://") :] if url.startswith("file://") else url).parent
         if "://" in url and not url.startswith("file://"):
-            continue
+            continue  # remote shards: their manifest is not read here
+        folder = Path(url.removeprefix("file://")).parent
         manifest = folder / MANIFEST
         if folder not in hashes and manifest.is_file():
             hashes[folder] = read_manifest(folder).get("recipe_sha256")
@@ -169,8 +170,8 @@ def parse_data_argument(
 ) -> DataSourceConfig:
     """Interpret the DATA argument of ``fergen-train evaluate``.
 
-    A ``.tar`` file, a brace pattern, a URL or a folder is read as shards;
-    anything else as a recipe path or the name of a bundled recipe.
+    A ``.tar`` file, a brace pattern, a URL or a folder means shards. Anything
+    else is a recipe path or the name of a bundled recipe.
     """
     is_shards = text.endswith(".tar") or "{" in text or "://" in text or Path(text).is_dir()
     if is_shards:

@@ -1,6 +1,6 @@
 """Training and evaluation loops over any DataLoader that yields fergen batches.
 
-A batch is a dict with, after default collation:
+A batch is a dict, as ``fergen.torch.collate`` builds it, with:
 
 - ``composite``: float32 (B, 3, H, W) in [0, 1], the model input;
 - ``target``: float32 (B, 3, H, W) in [0, 1], the face-only image (needed by
@@ -71,6 +71,8 @@ def resolve_runtime(config: RuntimeConfig) -> Runtime:
     amp_dtype = torch.bfloat16 if use_amp else None
 
     channels_last = config.channels_last == "on" or (config.channels_last == "auto" and device.type == "cuda")
+    # NOTE: the CUDA settings (bf16 autocast, channels_last, pinned memory) have
+    # not run on a GPU yet; the tests cover the CPU path only.
     return Runtime(device=device, amp_dtype=amp_dtype, channels_last=channels_last)
 
 
@@ -212,8 +214,6 @@ def train_one_epoch(
     steps = 0
     sync_every = SYNC_EVERY if runtime.device.type == "cuda" else 1
     for batch in loader:
-        if max_steps is not None and steps >= max_steps:
-            break
         batch = prepare_batch(batch, runtime, num_classes, criterion.use_attention, input_size)
         with runtime.autocast():
             output = model(batch["composite"])
@@ -232,6 +232,8 @@ def train_one_epoch(
             _check_finite(running, steps)
             if on_step is not None:
                 on_step(steps, running)
+        if max_steps is not None and steps >= max_steps:
+            break
 
     metrics = averages.means()
     _check_finite(metrics, steps)

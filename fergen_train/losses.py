@@ -56,9 +56,9 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str = 
     Args:
         logits: (B, K) unnormalised scores.
         labels: (B,) int64 class indices in [0, K).
-        kind: ``ce`` for softmax cross-entropy; ``bce`` for a sigmoid binary
-            cross-entropy per class against the one-hot label, averaged over
-            B * K entries (the form the FERAtt paper states).
+        kind: ``ce`` for softmax cross-entropy. ``bce`` for a sigmoid binary
+            cross-entropy of each class against the one-hot label, averaged
+            over all B * K entries.
     """
     logits = logits.float()
     if kind == "ce":

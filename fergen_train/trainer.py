@@ -112,7 +112,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> to
 
 @dataclass(frozen=True)
 class FitResult:
-    """Where a finished run wrote its files, and its per-epoch metrics."""
+    """Output files of a finished run and its per-epoch metrics."""
 
     output_dir: Path
     last_checkpoint: Path

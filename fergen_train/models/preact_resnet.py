@@ -27,7 +27,7 @@ class PreActBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
-        # The projection shortcut takes the pre-activated input, as in the paper.
+        # The projection shortcut takes the pre-activated input, as in He et al.'s network.
         shortcut = x if self.shortcut is None else self.shortcut(out)
         out = self.conv1(out)
         out = self.conv2(F.relu(self.bn2(out)))

@@ -231,7 +231,7 @@ def load_encoder_weights(encoder: ResNet, path: str | Path) -> None:
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        EncoderWeightsError: if the file holds no matching state_dict.
+        EncoderWeightsError: if the file contains no matching state_dict.
     """
     path = Path(path)
     if not path.is_file():

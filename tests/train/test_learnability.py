@@ -42,7 +42,7 @@ def face_recipe(seed, backgrounds):
     )
 
 
-def test_small_feratt_beats_chance_on_held_out_renders(tmp_path):
+def test_feratt_beats_chance_held_out(tmp_path):
     from fergen.torch import RenderDataset, collate
 
     # Another recipe seed gives new poses, background crops and photometric draws of the same faces.
