@@ -275,6 +275,9 @@ def evaluate(
             ``target`` (real photos have none).
         attention_examples: Number of leading samples whose attention map and
             attention image are kept for plotting.
+
+    Raises:
+        BatchError: if the loader yields no batches, or a batch breaks the batch contract.
     """
     model.eval()
     need_target = False
@@ -314,6 +317,8 @@ def evaluate(
         if on_step is not None:
             on_step(steps, {})
 
+    if steps == 0:
+        raise BatchError("the evaluation loader yielded no batches; check that the evaluation data is not empty")
     metrics = averages.means()
     if criterion is None:
         metrics.pop("loss", None)

@@ -211,13 +211,14 @@ def test_fit_evaluate_resume_on_recipe(tmp_path, lfw_recipe):
     config_path.write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
 
-    first = CliRunner().invoke(main, ["fit", str(config_path), "--output", str(run), "--no-progress"])
+    first = CliRunner().invoke(main, ["fit", str(config_path), "--output", str(run)])
     resumed = CliRunner().invoke(main, ["fit", str(config_path), "--output", str(run), "--resume", "--epochs", "2",
                                         "--no-progress"])
     evaluated = CliRunner().invoke(main, ["evaluate", str(run / "epoch_002.pt"), str(lfw_recipe),
                                           "--output", str(tmp_path / "eval"), "--num-workers", "0"])
 
     assert first.exit_code == 0, first.output
+    assert "epoch 1/1" in first.stderr  # the tqdm progress bar
     assert resumed.exit_code == 0, resumed.output
     assert evaluated.exit_code == 0, evaluated.output
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -174,6 +174,13 @@ def test_nan_loss_raises(squares):
         train_one_epoch(model, criterion, optimizer, [batch], CPU, 4)
 
 
+def test_evaluate_empty_loader_raises():
+    model, criterion = tiny_model("baseline")
+
+    with pytest.raises(BatchError, match="the evaluation loader yielded no batches"):
+        evaluate(model, criterion, [], CPU, 4)
+
+
 def test_empty_loader_raises():
     model, criterion = tiny_model("baseline")
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
