@@ -22,6 +22,7 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from fergen.errors import DataError
 from fergen_train.checkpoint import (
     CheckpointError,
     checkpoint_config,
@@ -202,6 +203,7 @@ def fit(
 
     Raises:
         FileExistsError: if ``output_dir`` has checkpoints and ``resume`` is false.
+        DataError: if a map-style training set is smaller than one batch.
         CheckpointError: if ``resume`` finds no checkpoint, or one from another config.
     """
     output_dir = Path(output_dir)
@@ -257,7 +259,7 @@ def fit(
     input_size = config.model.input_size
     if hasattr(train_data, "__len__") and not isinstance(train_data, IterableDataset):
         if len(train_data) < config.optim.batch_size:
-            raise ValueError(
+            raise DataError(
                 f"the training data has {len(train_data)} samples, fewer than optim.batch_size "
                 f"{config.optim.batch_size}; lower optim.batch_size or render more samples"
             )
