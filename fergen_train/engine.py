@@ -136,7 +136,7 @@ def prepare_batch(
 
 @dataclass
 class _Averages:
-    """Sample-weighted sums kept on the device until read."""
+    """Sample-weighted sums collected_examples on the device until read."""
 
     sums: dict[str, torch.Tensor] = field(default_factory=dict)
     correct: torch.Tensor | None = None
@@ -274,7 +274,7 @@ def evaluate(
         criterion: Loss to report; ``None`` skips the loss, so batches need no
             ``target`` (real photos have none).
         attention_examples: Number of leading samples whose attention map and
-            attention image are kept for plotting.
+            attention image are collected_examples for plotting.
 
     Raises:
         BatchError: if the loader yields no batches, or a batch breaks the batch contract.
@@ -287,7 +287,7 @@ def evaluate(
     averages = _Averages()
     labels, predictions, probabilities = [], [], []
     examples: dict[str, list[np.ndarray]] = {"composite": [], "attention_map": [], "attention_image": []}
-    kept = 0
+    collected_examples = 0
     started = time.perf_counter()
     steps = 0
     for batch in loader:
@@ -307,12 +307,12 @@ def evaluate(
         labels.append(batch["label"].cpu().numpy())
         predictions.append(prediction.cpu().numpy())
         probabilities.append(probability.cpu().numpy())
-        if output.attention_map is not None and kept < attention_examples:
-            take = min(attention_examples - kept, count)
+        if output.attention_map is not None and collected_examples < attention_examples:
+            take = min(attention_examples - collected_examples, count)
             examples["composite"].append(batch["composite"][:take].float().cpu().numpy())
             examples["attention_map"].append(output.attention_map[:take].float().cpu().numpy())
             examples["attention_image"].append(output.attention_image[:take].float().cpu().numpy())
-            kept += take
+            collected_examples += take
         steps += 1
         if on_step is not None:
             on_step(steps, {})
