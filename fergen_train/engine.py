@@ -136,7 +136,7 @@ def prepare_batch(
 
 @dataclass
 class _Averages:
-    """Sample-weighted sums collected_examples on the device until read."""
+    """Sample-weighted sums kept on the device until read."""
 
     sums: dict[str, torch.Tensor] = field(default_factory=dict)
     correct: torch.Tensor | None = None
@@ -274,7 +274,7 @@ def evaluate(
         criterion: Loss to report; ``None`` skips the loss, so batches need no
             ``target`` (real photos have none).
         attention_examples: Number of leading samples whose attention map and
-            attention image are collected_examples for plotting.
+            attention image are kept for plotting.
 
     Raises:
         BatchError: if the loader yields no batches, or a batch breaks the batch contract.
