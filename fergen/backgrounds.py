@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from .errors import DataError, MissingDependencyError
-from .faces.base import IMAGE_EXTENSIONS, list_images, require_folder
+from .faces.base import list_images, require_folder
 from .imageio import read_image
 from .recipe import BackgroundSourceConfig, resolve_path
 from .schema import fail, spec

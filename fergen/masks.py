@@ -154,16 +154,42 @@ def detect_face(image: np.ndarray, config: MaskConfig) -> Optional[tuple[int, in
     return x, y, w, h
 
 
+def face_ellipse(face: tuple[int, int, int, int]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Return the (centre, semi-axes) of the face ellipse for a Haar detection (x, y, w, h).
+
+    The Haar box covers brows to mouth; the ellipse is taller, to include chin and forehead.
+    """
+    x, y, w, h = face
+    return (x + w / 2.0, y + h * 0.55), (w * 0.5, h * 0.68)
+
+
+def ellipse_crop_box(center: tuple[float, float], axes: tuple[float, float],
+                     config: MaskConfig) -> tuple[int, int, int]:
+    """Return the square crop box (x0, y0, side) around a face ellipse, grown by ``config.face_expand``."""
+    return square_box(center[0] - axes[0], center[1] - axes[1], center[0] + axes[0], center[1] + axes[1],
+                      expand=config.face_expand)
+
+
+def detected_face_box(image: np.ndarray, config: Optional[MaskConfig] = None) -> Optional[tuple[int, int, int]]:
+    """Return the square crop box (x0, y0, side) that the ``auto`` strategy uses, or ``None`` without a face.
+
+    The box may extend past the image border.
+    """
+    config = config or MaskConfig()
+    face = detect_face(image, config)
+    if face is None:
+        return None
+    return ellipse_crop_box(*face_ellipse(face), config)
+
+
 def mask_from_detector(image: np.ndarray, config: MaskConfig) -> MaskResult:
     """Detect the largest face, place an ellipse on it and refine it with GrabCut."""
     face = detect_face(image, config)
     if face is None:
         raise NoMask("no face detected")
-    x, y, w, h = face
+    w = face[2]
     height, width = image.shape[:2]
-    # The Haar box covers brows to mouth; the ellipse is taller to include chin and forehead.
-    center = (x + w / 2.0, y + h * 0.55)
-    axes = (w * 0.5, h * 0.68)
+    center, axes = face_ellipse(face)
     ellipse = np.zeros((height, width), np.uint8)
     cv2.ellipse(ellipse, (int(round(center[0])), int(round(center[1]))),
                 (int(round(axes[0])), int(round(axes[1]))), 0, 0, 360, 1, thickness=-1)
@@ -178,9 +204,7 @@ def mask_from_detector(image: np.ndarray, config: MaskConfig) -> MaskResult:
     mask = clean_mask(mask, config)
     if not mask.any():
         raise NoMask("mask empty")
-    box = square_box(center[0] - axes[0], center[1] - axes[1], center[0] + axes[0], center[1] + axes[1],
-                     expand=config.face_expand)
-    return _check_area(mask, box, config)
+    return _check_area(mask, ellipse_crop_box(center, axes, config), config)
 
 
 def _grabcut(image: np.ndarray, center: tuple[float, float], axes: tuple[float, float],

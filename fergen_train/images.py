@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from fergen.faces.base import IMAGE_EXTENSIONS, list_images
-from fergen.masks import detect_face, square_box
+from fergen.masks import detected_face_box
 from fergen.recipe import MaskConfig
 
 logger = logging.getLogger(__name__)
@@ -46,29 +46,14 @@ def collect_image_paths(inputs: Sequence[str | Path]) -> list[Path]:
 def face_crop_box(image: np.ndarray, config: MaskConfig | None = None) -> tuple[int, int, int] | None:
     """Find the largest face with fergen's Haar detector and return its square crop box.
 
-    The box is framed as fergen frames faces for its ``auto`` mask strategy:
-    an ellipse taller than the detection (to include chin and forehead),
-    squared and grown by ``config.face_expand``.
+    The box is framed as fergen frames faces for its ``auto`` mask strategy
+    (:func:`fergen.masks.detected_face_box`).
 
     Returns:
         ``(x0, y0, side)`` in pixels, possibly extending past the image, or
         ``None`` when no face is found.
     """
-    # NOTE: the framing repeats fergen.masks.mask_from_detector; keep the two in step.
-    config = config or MaskConfig()
-    face = detect_face(image, config)
-    if face is None:
-        return None
-    x, y, w, h = face
-    center_x, center_y = x + w / 2.0, y + h * 0.55
-    half_width, half_height = w * 0.5, h * 0.68
-    return square_box(
-        center_x - half_width,
-        center_y - half_height,
-        center_x + half_width,
-        center_y + half_height,
-        expand=config.face_expand,
-    )
+    return detected_face_box(image, config)
 
 
 def crop_square(image: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:

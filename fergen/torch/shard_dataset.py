@@ -134,6 +134,8 @@ class ShardCatalog:
 
     class_names: Optional[tuple[str, ...]]
     counts: dict[str, int]
+    #: sha256 of the recipe that rendered the shards; None without a manifest or when folders differ.
+    recipe_sha256: Optional[str] = None
 
 
 def read_catalog(shards: Sequence[str]) -> ShardCatalog:
@@ -145,6 +147,7 @@ def read_catalog(shards: Sequence[str]) -> ShardCatalog:
     class_names: Optional[tuple[str, ...]] = None
     source = ""
     counts: dict[str, int] = {}
+    recipes: set[str] = set()
     seen: set[Path] = set()
     for url in shards:
         local = _local_path(url)
@@ -160,9 +163,12 @@ def read_catalog(shards: Sequence[str]) -> ShardCatalog:
             raise ValueError(f"{folder / MANIFEST} lists classes {list(names)}, but {source} lists "
                              f"{list(class_names)}; read shards with different class lists separately")
         class_names, source = names, str(folder / MANIFEST)
+        if manifest.get("recipe_sha256"):
+            recipes.add(str(manifest["recipe_sha256"]))
         for entry in manifest.get("shards", []):
             counts[str(folder / entry["name"])] = int(entry["samples"])
-    return ShardCatalog(class_names=class_names, counts=counts)
+    recipe_sha256 = next(iter(recipes)) if len(recipes) == 1 else None
+    return ShardCatalog(class_names=class_names, counts=counts, recipe_sha256=recipe_sha256)
 
 
 @dataclass(frozen=True)
@@ -290,8 +296,14 @@ class ShardDataset(IterableDataset):
         if isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 0:
             raise ValueError(f"max_errors must be an integer >= 0, got {max_errors!r}")
         self.shards = expand_urls(urls)
+        missing = [url for url in self.shards if (path := _local_path(url)) is not None and not path.is_file()]
+        if missing:
+            raise ShardError(f"shard {missing[0]} not found ({len(missing)} of {len(self.shards)} local shards "
+                             "are missing). Check the path or brace pattern, e.g. out/shard-{000000..000009}.tar, "
+                             "or pass the output folder.")
         catalog = read_catalog(self.shards)
         self.class_names = catalog.class_names
+        self.recipe_sha256 = catalog.recipe_sha256
         self._counts = catalog.counts
         self.shuffle = shuffle
         self.seed = seed

@@ -73,6 +73,16 @@ def test_reads_folder_with_class_names(small_shards, small_renderer):
         int(small_renderer.faces.labels[small_renderer.plan(index)[0]]) for index in range(40))
 
 
+def test_exposes_recipe_sha256(small_shards, small_recipe):
+    assert ShardDataset(small_shards).recipe_sha256 == small_recipe.sha256
+
+
+def test_missing_local_shard_raises_with_path(small_shards):
+    pattern = str(Path(small_shards) / "shard-{000000..000009}.tar")
+    with pytest.raises(ShardError, match=r"shard-000004.tar not found \(6 of 10 local shards are missing\)"):
+        ShardDataset(pattern)
+
+
 def test_items_equal_render_dataset(small_shards, small_recipe, small_renderer):
     rendered = RenderDataset(small_recipe, renderer=small_renderer)
 
