@@ -38,10 +38,13 @@ def test_demo_recipe_loads_with_paper_defaults():
     assert recipe.faces.mask.strategy == "auto"
 
 
-def test_bundled_demo_matches_repository_copy():
-    shipped = bundled_recipes()["demo"].read_text()
-    in_repo = (Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml").read_text()
-    assert shipped == in_repo
+def test_bundled_recipes_match_repository_copies():
+    bundled = bundled_recipes()
+    assert sorted(bundled) == ["demo", "lfw-demo"]
+    for name, path in bundled.items():
+        in_repo = Path(__file__).resolve().parents[1] / "recipes" / f"{name}.yaml"
+        assert path.read_text() == in_repo.read_text(), name
+        assert load_recipe(name).name == name
 
 
 def test_unknown_key_names_path_and_suggestion():
