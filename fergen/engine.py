@@ -23,8 +23,8 @@ from .errors import MissingDependencyError, ShardError
 from .pipeline import Renderer
 from .recipe import Recipe
 from .shards import (MANIFEST, ShardRecord, atomic_write_bytes, encode_sample, file_sha256, finished_record,
-                     merge_histograms, read_manifest, remove_stale_temporaries, save_shard_record, shard_name,
-                     shard_range, write_shard)
+                     load_all_records, merge_histograms, read_manifest, remove_stale_temporaries, save_shard_record,
+                     shard_name, shard_range, state_path, write_shard)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,8 @@ def render_shard(renderer: Renderer, out: Path, shard: int,
     record = ShardRecord(shard=shard, name=name, sha256=file_sha256(path), size=path.stat().st_size,
                          samples=len(indices), first_index=indices.start, histogram=dict(sorted(histogram.items())),
                          recipe_sha256=recipe.sha256,
-                         unreadable_backgrounds={k: v for k, v in sorted(unreadable.items()) if v > 0})
+                         unreadable_backgrounds={k: v for k, v in sorted(unreadable.items()) if v > 0},
+                         data_fingerprint=renderer.data_fingerprint)
     save_shard_record(out, record)
     return record
 
@@ -97,17 +98,37 @@ def _render_shard_task(renderer: Renderer, out: str, shard: int) -> dict[str, An
 
 
 def check_output_folder(out: Path, recipe: Recipe, overwrite: bool) -> None:
-    """Raise :class:`ShardError` if ``out`` contains shards of another recipe, unless ``overwrite`` is set."""
+    """Raise :class:`ShardError` if ``out`` contains shards of another recipe, unless ``overwrite`` is set.
+
+    Both the manifest and the per-shard records are checked, so a run that was
+    interrupted before writing its manifest is detected too. With
+    ``overwrite``, the other recipe's shards, records and manifest are deleted.
+    """
+    foreign: dict[str, str] = {}
     manifest_path = out / MANIFEST
-    if not manifest_path.is_file():
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except ValueError:
+            manifest = {}
+        if manifest.get("recipe_sha256") != recipe.sha256:
+            foreign[MANIFEST] = str(manifest.get("recipe_sha256"))
+            for entry in manifest.get("shards", []):
+                foreign[entry["name"]] = str(manifest.get("recipe_sha256"))
+    for record in load_all_records(out):
+        if record.recipe_sha256 != recipe.sha256:
+            foreign[record.name] = record.recipe_sha256
+    if not foreign:
         return
-    try:
-        previous = json.loads(manifest_path.read_text()).get("recipe_sha256")
-    except ValueError:
-        previous = None
-    if previous != recipe.sha256 and not overwrite:
-        raise ShardError(f"{out} contains shards of another recipe (sha256 {str(previous)[:12]}..., this recipe "
+    if not overwrite:
+        other = sorted(set(foreign.values()))[0]
+        raise ShardError(f"{out} contains shards of another recipe (sha256 {other[:12]}..., this recipe "
                          f"{recipe.sha256[:12]}...). Use a new output folder, or pass --overwrite to replace them.")
+    log.info("deleting %d files of another recipe in %s (--overwrite)", len(foreign), out)
+    for name in foreign:
+        (out / name).unlink(missing_ok=True)
+        if name != MANIFEST:
+            state_path(out, name).unlink(missing_ok=True)
 
 
 def render_to_folder(recipe: Recipe, out: str | Path, data_root: str | Path | None = None, workers: int = 1,
@@ -145,8 +166,13 @@ def render_to_folder(recipe: Recipe, out: str | Path, data_root: str | Path | No
 
     records: dict[int, ShardRecord] = {}
     pending = []
+    changed = [record.name for record in load_all_records(out)
+               if record.recipe_sha256 == recipe.sha256 and record.data_fingerprint != renderer.data_fingerprint]
+    if changed:
+        log.warning("the faces or backgrounds changed since %d shard(s) in %s were rendered; rendering them again",
+                    len(changed), out)
     for shard in range(recipe.shard_count):
-        record = finished_record(out, shard_name(recipe.output.shard_prefix, shard), recipe.sha256)
+        record = finished_record(out, shard_name(recipe.output.shard_prefix, shard), renderer.data_fingerprint)
         if record is None:
             pending.append(shard)
         else:
@@ -302,4 +328,9 @@ def verify_folder(out: str | Path, deep: bool = False) -> VerifyReport:
         total += len(keys)
     if total != manifest["samples"] and not problems:
         problems.append(f"{total} samples in the shards, manifest says {manifest['samples']}")
+    listed = {entry["name"] for entry in manifest["shards"]}
+    for path in sorted(out.glob("*.tar")):
+        if path.name not in listed:
+            problems.append(f"{path.name}: not listed in the manifest (left by another run?); delete it, or render "
+                            "again into a new folder")
     return VerifyReport(out=out, shards=len(manifest["shards"]), samples=total, problems=problems)

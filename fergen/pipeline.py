@@ -7,6 +7,7 @@ shard writers, torch datasets and any worker process render the same pixels.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections import Counter
@@ -61,6 +62,9 @@ class Renderer:
         self._bad_backgrounds: set[int] = set()
         self._premultiplied: dict[int, np.ndarray] = {}
         self._recipe_sha256 = recipe.sha256
+        #: Changes when the recipe, the prepared faces or the background files change.
+        self.data_fingerprint = hashlib.sha256(
+            f"{recipe.sha256}|{self.faces.fingerprint}|{self.backgrounds.fingerprint()}".encode()).hexdigest()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

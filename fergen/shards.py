@@ -151,6 +151,8 @@ class ShardRecord:
     histogram: dict[str, int]
     recipe_sha256: str
     unreadable_backgrounds: dict[str, int]
+    #: Fingerprint of the recipe, the prepared faces and the background files the shard was rendered from.
+    data_fingerprint: str
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -173,19 +175,33 @@ def load_shard_record(out: Path, name: str) -> Optional[ShardRecord]:
         return None
 
 
-def finished_record(out: Path, name: str, recipe_sha256: str) -> Optional[ShardRecord]:
+def finished_record(out: Path, name: str, data_fingerprint: str) -> Optional[ShardRecord]:
     """Return the record of a shard that is complete and unchanged, else ``None``.
 
-    A shard counts as finished when its state file names the same recipe
-    and the tar's size and sha256 match what was recorded.
+    A shard counts as finished when its state file names the same recipe and
+    input data (``data_fingerprint``) and the tar's size and sha256 match what
+    was recorded. Changed faces or backgrounds therefore re-render the shard.
     """
     record = load_shard_record(out, name)
     path = out / name
-    if record is None or record.recipe_sha256 != recipe_sha256 or not path.is_file():
+    if record is None or record.data_fingerprint != data_fingerprint or not path.is_file():
         return None
     if path.stat().st_size != record.size or file_sha256(path) != record.sha256:
         return None
     return record
+
+
+def load_all_records(out: Path) -> list[ShardRecord]:
+    """Return every readable shard record in ``OUT/.fergen`` (records of any recipe)."""
+    folder = out / STATE_DIR
+    if not folder.is_dir():
+        return []
+    records = []
+    for path in sorted(folder.glob("*.json")):
+        record = load_shard_record(out, path.name[:-len(".json")])
+        if record is not None:
+            records.append(record)
+    return records
 
 
 def remove_stale_temporaries(out: Path) -> int:

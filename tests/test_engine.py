@@ -179,3 +179,45 @@ def test_unreadable_background_counts_do_not_depend_on_workers(face_folder, back
     assert one.unreadable_backgrounds == two.unreadable_backgrounds
     assert shard_bytes(tmp_path / "one") == shard_bytes(tmp_path / "two")
     assert (tmp_path / "one" / "manifest.json").read_bytes() == (tmp_path / "two" / "manifest.json").read_bytes()
+
+
+def test_changed_faces_rerender_shards(face_folder, background_folder, tmp_path):
+    from testdata import face_on_black, write_rgb
+
+    recipe = recipe_from_dict(small_recipe(face_folder, background_folder))
+    out = tmp_path / "out"
+    render_to_folder(recipe, out, data_root="/")
+    before = shard_bytes(out)
+    write_rgb(face_folder / "happy" / "S000_01.png", face_on_black(5) // 2 + 10)
+    summary = render_to_folder(recipe, out, data_root="/")
+    assert summary.rendered_shards == 3
+    assert summary.reused_shards == 0
+    fresh = tmp_path / "fresh"
+    render_to_folder(recipe, fresh, data_root="/")
+    assert shard_bytes(out) == shard_bytes(fresh)
+    assert shard_bytes(out) != before
+
+
+def test_interrupted_run_of_other_recipe_is_detected(face_folder, background_folder, tmp_path):
+    big = recipe_from_dict(small_recipe(face_folder, background_folder, output={"samples": 40}))
+    small = recipe_from_dict(small_recipe(face_folder, background_folder))
+    out = tmp_path / "out"
+    render_to_folder(big, out, data_root="/")
+    (out / "manifest.json").unlink()  # as if the big run had been killed before its manifest
+    with pytest.raises(ShardError, match="contains shards of another recipe"):
+        render_to_folder(small, out, data_root="/")
+    render_to_folder(small, out, data_root="/", overwrite=True)
+    assert sorted(path.name for path in out.glob("*.tar")) == ["shard-000000.tar", "shard-000001.tar",
+                                                               "shard-000002.tar"]
+    assert sorted(path.name for path in (out / STATE_DIR).glob("*.json")) == [
+        "shard-000000.tar.json", "shard-000001.tar.json", "shard-000002.tar.json"]
+    assert verify_folder(out).ok
+
+
+def test_verify_reports_unlisted_shard(recipe, tmp_path):
+    out = tmp_path / "out"
+    render_to_folder(recipe, out, data_root="/")
+    (out / "shard-000007.tar").write_bytes((out / "shard-000000.tar").read_bytes())
+    problems = verify_folder(out).problems
+    assert problems == ["shard-000007.tar: not listed in the manifest (left by another run?); delete it, or "
+                        "render again into a new folder"]
