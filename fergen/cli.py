@@ -18,9 +18,14 @@ from .errors import FergenError
 log = logging.getLogger("fergen")
 
 
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
+    # Dask logs every worker start and stop at INFO; show those only with -vv.
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
 
 
 class FergenGroup(click.Group):

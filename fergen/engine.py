@@ -89,6 +89,9 @@ _WORKER_RENDERERS: dict[tuple[str, str, str], Renderer] = {}
 
 
 def _render_shard_task(renderer: Renderer, out: str, shard: int) -> dict[str, Any]:
+    if not logging.getLogger().handlers:
+        # Worker processes start without the CLI's logging setup; use the same format for warnings.
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     key = (renderer.recipe.sha256, renderer.faces.fingerprint, str(renderer.data_root))
     cached = _WORKER_RENDERERS.setdefault(key, renderer)
     if len(_WORKER_RENDERERS) > 4:

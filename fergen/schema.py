@@ -208,6 +208,12 @@ def check_interval(key: str, interval: tuple[float, float]) -> None:
         fail(key, list(interval), "[low, high] with low <= high", f"Swap the two values of '{key}'.")
 
 
+def _bound_text(bound: float | None, missing: str) -> str:
+    if bound is None:
+        return missing
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
 def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
     """Return (key, type, default, help) rows for every key of ``cls``, nested keys dotted."""
     rows = []
@@ -228,7 +234,10 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
         low, high = field.metadata.get("low"), field.metadata.get("high")
         limits = ""
         if low is not None or high is not None:
-            limits = f" in [{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}]"
-        rows.append((key, _type_name(hint) + limits, "" if default is None else json.dumps(default),
-                     field.metadata.get("help", "")))
+            limits = f" in [{_bound_text(low, '-inf')}, {_bound_text(high, 'inf')}]"
+        if default == "(required)" or default == "":
+            shown = "(required)"
+        else:
+            shown = "" if default is None else json.dumps(default)
+        rows.append((key, _type_name(hint) + limits, shown, field.metadata.get("help", "")))
     return rows

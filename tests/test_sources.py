@@ -23,7 +23,8 @@ COCO_TRAIN_WITHOUT_PEOPLE = [
     "000000331352.jpg", "000000403385.jpg", "000000458054.jpg", "000000491497.jpg", "000000502136.jpg",
 ]
 
-needs_coco = pytest.mark.skipif(not TINY_COCO.is_dir(), reason=f"tiny COCO data not found at {TINY_COCO}")
+needs_coco = pytest.mark.skipif(not TINY_COCO.is_dir(),
+                                reason=f"tiny COCO data not found at {TINY_COCO}; set FERGEN_TINY_COCO to its folder")
 
 
 def test_folder_faces_labels_subjects_and_masks(face_folder, background_folder):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -9,8 +10,9 @@ import numpy as np
 import skimage.data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# The shared data folder lies beside the repository (also in CI).
-TINY_COCO = REPO_ROOT.parent / "shared" / "data" / "tiny_coco"
+# A small real COCO sample (annotations/instances_train2017.json and images/train2017/):
+# $FERGEN_TINY_COCO, else shared/data/tiny_coco beside the repository.
+TINY_COCO = Path(os.environ.get("FERGEN_TINY_COCO") or REPO_ROOT.parent / "shared" / "data" / "tiny_coco")
 
 
 def write_rgb(path: Path, rgb: np.ndarray) -> Path:
