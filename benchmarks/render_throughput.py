@@ -74,6 +74,10 @@ def main() -> None:
                 key = f"end to end (fergen render), {workers} worker{'s' if workers > 1 else ''}"
                 rows[key].append(rate(lambda: render_to_folder(recipe, folder, workers=workers,
                                                                renderer=renderer), count))
+    # joblib keeps its worker processes for reuse; stop them so their peak memory is reported.
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
     own, children = peak_rss_mib()
 
     print(f"recipe {recipe.name}, {recipe.render.output_size[0]}x{recipe.render.output_size[1]}, "
