@@ -34,13 +34,18 @@ def _save(figure: Any, path: str | Path) -> Path:
 
 
 def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Draw loss and accuracy per epoch for training and validation.
+    """Draw loss and accuracy per epoch for training and validation into a PNG file.
 
     Args:
         history: One mapping per epoch with ``epoch`` and any of
             ``train_loss``, ``val_loss``, ``train_accuracy``, ``val_accuracy``.
         path: PNG file to write.
     """
+    return _save(draw_curves(history), path)
+
+
+def draw_curves(history: Sequence[Mapping[str, Any]]) -> Any:
+    """Return the matplotlib Figure that :func:`plot_curves` saves."""
     figure = _new_figure(10, 4)
     loss_axes, accuracy_axes = figure.subplots(1, 2)
     epochs = [row["epoch"] for row in history]
@@ -51,14 +56,27 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
             if points:
                 xs, ys = zip(*points)
                 axes.plot(xs, ys, marker="o", label=split)
-        axes.set_xlabel("epoch")
+        _set_epoch_axis(axes, epochs)
         axes.set_ylabel(metric)
         axes.grid(alpha=0.3)
         if axes.lines:
             axes.legend()
     accuracy_axes.set_ylim(0.0, 1.0)
     figure.tight_layout()
-    return _save(figure, path)
+    return figure
+
+
+def _set_epoch_axis(axes: Any, epochs: Sequence[int]) -> None:
+    """Label the x axis with whole epochs only."""
+    from matplotlib.ticker import MaxNLocator
+
+    axes.set_xlabel("epoch")
+    # min_n_ticks=1 stops the locator from falling back to fractional ticks
+    # when the axis spans a single epoch.
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if epochs:
+        # Half an epoch of margin on each side, so one epoch still spans a whole tick interval.
+        axes.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
 
 
 def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], path: str | Path) -> Path:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fergen_train.plots import plot_attention_grid, plot_confusion_matrix, plot_curves
+from fergen_train.plots import draw_curves, plot_attention_grid, plot_confusion_matrix, plot_curves
 
 
 def read_png(path):
@@ -28,6 +28,28 @@ def test_curves_without_validation(tmp_path):
     history = [{"epoch": 1, "train_loss": 2.0, "train_accuracy": 0.3}]
 
     assert read_png(plot_curves(history, tmp_path / "curves.png")).shape == (400, 1000, 3)
+
+
+def visible_ticks(axes):
+    low, high = axes.get_xlim()
+    return [float(tick) for tick in axes.get_xticks() if low <= tick <= high]
+
+
+@pytest.mark.parametrize("epochs, expected", [
+    ([1], [1.0]),
+    ([4], [4.0]),
+    ([1, 2], [1.0, 2.0]),
+    (list(range(1, 61)), [6.0, 12.0, 18.0, 24.0, 30.0, 36.0, 42.0, 48.0, 54.0, 60.0]),
+])
+def test_curves_whole_epoch_ticks(epochs, expected):
+    history = [{"epoch": epoch, "train_loss": 1.0 / epoch, "train_accuracy": 0.5} for epoch in epochs]
+
+    figure = draw_curves(history)
+    figure.canvas.draw()
+
+    loss_axes, accuracy_axes = figure.axes
+    assert visible_ticks(loss_axes) == expected
+    assert visible_ticks(accuracy_axes) == expected
 
 
 def test_confusion_matrix_png(tmp_path):
