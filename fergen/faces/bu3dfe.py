@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from ..schema import fail, spec
 from . import register
 from .dataset import DatasetConfig, DatasetSource, NamingScheme, has_matching_entry
 from .index import FaceIndex, FileListing, IndexBuilder
+from .layout import RequiredPart
 
 BU3DFE_CODES = {"AN": "anger", "DI": "disgust", "FE": "fear", "HA": "happy", "NE": "neutral", "SA": "sadness",
                 "SU": "surprise"}
@@ -32,6 +34,10 @@ SCHEME = NamingScheme(
     example="F0001/F0001_AN04WH_F2D.bmp",
     extensions=(".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff"),
     companions=re.compile(r".*_(F3D|RAW)\.[A-Za-z0-9]+", re.IGNORECASE))
+SUBJECT_FOLDERS = RequiredPart(
+    "", re.compile(r"(?P<subject>[FM]\d{4})_(AN|DI|FE|HA|NE|SA|SU)\d\d[A-Z]{2}_F2D\.bmp", re.IGNORECASE),
+    lambda match: f"{match['subject']}/{match.group(0)}", example="F0001_AN04WH_F2D.bmp",
+    content="subject folders with 2D images")
 
 
 @register("bu3dfe")
@@ -51,7 +57,7 @@ class Bu3dfeFacesConfig(DatasetConfig):
                  "List the intensities to keep, e.g. [4] for the strongest.")
 
     def open(self, data_root: Path) -> "Bu3dfeFaceSource":
-        return Bu3dfeFaceSource(self, self.dataset_path(data_root))
+        return Bu3dfeFaceSource(self, self.dataset_path(data_root), data_root)
 
 
 class Bu3dfeFaceSource(DatasetSource):
@@ -60,9 +66,10 @@ class Bu3dfeFaceSource(DatasetSource):
     codes = BU3DFE_CODES
     layout = ("F0001/F0001_AN04WH_F2D.bmp   (subject, expression AN DI FE HA SA SU, intensity 01-04, race)",
               "F0001/F0001_NE00WH_F2D.bmp   (neutral, intensity 00)")
+    parts = (SUBJECT_FOLDERS,)
 
-    def __init__(self, config: Bu3dfeFacesConfig, root: Path):
-        super().__init__(config, root)
+    def __init__(self, config: Bu3dfeFacesConfig, root: Path, data_root: Optional[Path] = None):
+        super().__init__(config, root, data_root)
         if not config.neutral:
             self.labels = tuple(label for label in self.labels if label != "neutral")
 

@@ -38,6 +38,7 @@ from . import register
 from .base import FaceRecord
 from .dataset import DatasetConfig, DatasetSource, NamingScheme
 from .index import FaceIndex, FileListing, IndexBuilder
+from .layout import RequiredPart
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,17 @@ SCHEME = NamingScheme(pattern=re.compile(rf"{IMAGES}/{_SEQUENCE_PATH}\.(?i:png)"
                       extensions=(".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"))
 _EMOTION_FILE = re.compile(rf"{EMOTION}/{_SEQUENCE_PATH}_emotion\.txt")
 _EMOTION_EXAMPLE = f"{EMOTION}/S005/001/S005_001_00000011_emotion.txt"
+
+_FRAME_NAME = r"(?P<subject>S\d{3})_(?P<sequence>\d{3})_\d{8}"
+PARTS = (
+    RequiredPart(IMAGES, re.compile(rf"{_FRAME_NAME}\.(?i:png)"),
+                 lambda match: f"{match['subject']}/{match['sequence']}/{match.group(0)}",
+                 example="S005_001_00000011.png", content="CK+ frames", fix="Unpack the CK+ images into {folder}."),
+    RequiredPart(EMOTION, re.compile(rf"{_FRAME_NAME}_emotion\.txt"),
+                 lambda match: f"{match['subject']}/{match['sequence']}/{match.group(0)}",
+                 example="S005_001_00000011_emotion.txt", content="emotion files",
+                 fix="Unpack the CK+ emotion labels into {folder}."),
+)
 
 #: The 68-point landmarks that outline the face: jaw (0-16) and both brows (17-26).
 FACE_OUTLINE_POINTS = slice(0, 27)
@@ -79,7 +91,7 @@ class CkplusFacesConfig(DatasetConfig):
         "first", help="first: one neutral face per subject, from its first labelled sequence; all: one per sequence")
 
     def open(self, data_root: Path) -> "CkplusFaceSource":
-        return CkplusFaceSource(self, self.dataset_path(data_root))
+        return CkplusFaceSource(self, self.dataset_path(data_root), data_root)
 
 
 class CkplusFaceSource(DatasetSource):
@@ -89,9 +101,10 @@ class CkplusFaceSource(DatasetSource):
     layout = (f"{IMAGES}/S005/001/S005_001_00000011.png",
               f"{_EMOTION_EXAMPLE}   (one float code 0-7, for labelled sequences)",
               f"{LANDMARKS}/S005/001/S005_001_00000011_landmarks.txt   (optional, 68 'x y' lines)")
+    parts = PARTS
 
-    def __init__(self, config: CkplusFacesConfig, root: Path):
-        super().__init__(config, root)
+    def __init__(self, config: CkplusFacesConfig, root: Path, data_root: Optional[Path] = None):
+        super().__init__(config, root, data_root)
         if not config.neutral:
             self.labels = tuple(label for label in self.labels if label != "neutral")
         self._fallback_logged = False

@@ -2,9 +2,10 @@
 
 A reader subclasses :class:`DatasetConfig` for its recipe keys and
 :class:`DatasetSource` for the scan. The base class checks that the folder
-looks like the dataset (and names the nearest folder that does when it
-doesn't), lists the files, and loads the index from the cache or builds it
-with the reader's :meth:`DatasetSource.build_index`.
+has the dataset's layout. When it doesn't, the error names each missing
+part, where its files are instead, and the nearest folder that has the
+layout. Then the base class lists the files and loads the index from the
+cache or builds it with the reader's :meth:`DatasetSource.build_index`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from ..recipe import FaceSourceConfig, resolve_path
 from ..schema import fail, spec
 from .base import FaceSource, nearest_path
 from .index import FaceIndex, FileListing, IndexBuilder, list_files, load_or_build
+from .layout import (LayoutProblem, RequiredPart, describe_part, faces_path_hint, part_present, relative_to,
+                     search_parts, show_path)
 from .labels import labels_of
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,9 @@ class DatasetSource(FaceSource):
     """A face source reading a dataset in the layout it ships in, with a cached index.
 
     Subclasses set the class attributes and implement :meth:`looks_like` and
-    :meth:`build_index`.
+    :meth:`build_index`. ``data_root`` is the folder that relative recipe paths
+    resolve against. Layout errors show paths relative to it, and ``None``
+    shows absolute paths.
     """
 
     #: Dataset name used in messages (``CK+``).
@@ -61,14 +66,25 @@ class DatasetSource(FaceSource):
     layout: ClassVar[tuple[str, ...]] = ()
     #: The dataset's label codes mapped to canonical labels.
     codes: ClassVar[Mapping[str, str]] = {}
+    #: Parts of the layout that the reader needs, each named in the error when it is missing.
+    parts: ClassVar[tuple[RequiredPart, ...]] = ()
 
-    def __init__(self, config: DatasetConfig, root: Path):
+    def __init__(self, config: DatasetConfig, root: Path, data_root: Optional[Path] = None):
         super().__init__(config, root)
+        self.data_root = data_root
         self.labels = labels_of(self.codes)
 
     def looks_like(self, folder: Path) -> bool:
-        """Return True if ``folder`` has the dataset's top-level layout."""
+        """Return True if ``folder`` has the dataset's top-level folders or files (a quick first test)."""
         raise NotImplementedError
+
+    def required_parts(self) -> tuple[RequiredPart, ...]:
+        """Return the parts of the layout that the reader needs (default: :attr:`parts`)."""
+        return self.parts
+
+    def has_layout(self, folder: Path) -> bool:
+        """Return True if every required part is in place below ``folder``."""
+        return all(part_present(folder, part) for part in self.required_parts())
 
     def inputs(self) -> list[str]:
         """Return the files and folders below the root that the index is built from."""
@@ -98,28 +114,67 @@ class DatasetSource(FaceSource):
         return "\n".join(f"    {base}/{line}" for line in self.layout)
 
     def check_layout(self) -> None:
-        """Raise a :class:`DataError` naming the path, the expected layout and the nearest match.
+        """Raise a :class:`DataError` naming what is wrong with the layout and how to fix it.
+
+        The message names the configured folder, each missing part with where
+        its files were found instead, the expected layout, and the nearest
+        folder that has the layout.
 
         Raises:
-            DataError: if the configured folder does not look like the dataset.
+            DataError: if the configured folder does not have the dataset's layout.
         """
-        if self.looks_like(self.root):
+        if self.root.is_dir() and self.has_layout(self.root):
             return
-        if not self.root.exists():
-            problem = f"folder {self.root} not found"
-        elif not self.root.is_dir():
-            problem = f"{self.root} is a file, not the {self.name} folder"
-        else:
-            problem = f"folder {self.root} does not have the {self.name} layout"
         match = self.nearest_match()
-        hint = (f" The nearest match is {match}; set 'faces.path' to it." if match is not None
-                else " Check 'faces.path' and --data-root (or FERGEN_DATA_ROOT).")
-        raise DataError(f"faces.path: {problem}. Expected layout:\n{self.layout_text()}\n{hint.strip()}")
+        problems: list[LayoutProblem] = []
+        if not self.root.exists():
+            headline = f"folder {self.root} not found."
+        elif not self.root.is_dir():
+            headline = f"{self.root} is a file, not the {self.name} folder."
+        else:
+            problems = self.layout_problems(match)
+            headline = f"folder {self.root} does not have the {self.name} layout" + (":" if problems else ".")
+
+        lines = [f"faces.path: {headline}"]
+        lines += [f"  - {problem.text}" for problem in problems]
+        lines += ["Expected layout:", self.layout_text()]
+        if match is not None:
+            lines.append(faces_path_hint(self.faces_path_target(match), self.data_root, self.config.path))
+        elif not any(problem.located for problem in problems):
+            lines.append("Check 'faces.path' and --data-root (or FERGEN_DATA_ROOT).")
+        raise DataError("\n".join(lines))
+
+    def layout_problems(self, match: Optional[Path]) -> list[LayoutProblem]:
+        """Return a problem for each required part missing from the configured folder.
+
+        A part's files found inside ``match`` (the nearest folder with the layout)
+        get no fix of their own, because the hint that names ``match`` fixes them.
+        """
+        missing = [part for part in self.required_parts() if not part_present(self.root, part)]
+
+        def covered(folder: Path) -> bool:
+            return match is not None and relative_to(folder, match) is not None
+
+        problems = []
+        for part, search in zip(missing, search_parts(self.root, missing)):
+            if search.found_folder(part) in part.places:
+                continue  # the presence check ran out of folders to list before it reached this file
+            text = describe_part(part, self.root, search, self.show, covered)
+            problems.append(LayoutProblem(text, located=search.nested is not None or search.loose is not None))
+        return problems
+
+    def show(self, path: Path) -> str:
+        """Return ``path`` as messages show it: relative to the data root when inside it, else absolute."""
+        return show_path(path, self.data_root)
+
+    def faces_path_target(self, match: Path) -> Path:
+        """Return the path that ``faces.path`` should name to read ``match`` (default: ``match`` itself)."""
+        return match
 
     def nearest_match(self) -> Optional[Path]:
         """Return a folder near the configured one that has the layout: one or two levels down or up."""
         for candidate in self._candidates():
-            if candidate != self.root and self.looks_like(candidate):
+            if candidate != self.root and self.looks_like(candidate) and self.has_layout(candidate):
                 return candidate
         return None
 

@@ -24,6 +24,7 @@ from . import register
 from .base import FaceRecord
 from .dataset import DatasetConfig, DatasetSource
 from .index import FaceIndex, FileListing, IndexBuilder
+from .layout import LayoutProblem
 
 FER2013_CODES = {"0": "anger", "1": "disgust", "2": "fear", "3": "happy", "4": "sadness", "5": "surprise",
                  "6": "neutral"}
@@ -32,6 +33,8 @@ USAGES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
 CSV_NAME = "fer2013.csv"
 IMAGE_SIDE = 48
 COLUMNS = ("emotion", "pixels", "Usage")
+# CSV files per folder whose header the search for a nearest match reads.
+_MAX_CSV_FILES_READ = 20
 
 
 @register("fer2013")
@@ -51,8 +54,8 @@ class Fer2013FacesConfig(DatasetConfig):
     def open(self, data_root: Path) -> "Fer2013FaceSource":
         path = self.dataset_path(data_root)
         if path.suffix.lower() == ".csv":
-            return Fer2013FaceSource(self, path.parent, path.name)
-        return Fer2013FaceSource(self, path, CSV_NAME)
+            return Fer2013FaceSource(self, path.parent, path.name, data_root)
+        return Fer2013FaceSource(self, path, CSV_NAME, data_root)
 
 
 class Fer2013FaceSource(DatasetSource):
@@ -62,8 +65,8 @@ class Fer2013FaceSource(DatasetSource):
     has_subjects = False
     layout = (f"{CSV_NAME}   (header emotion,pixels,Usage; 2304 grey levels a row)",)
 
-    def __init__(self, config: Fer2013FacesConfig, root: Path, csv_name: str):
-        super().__init__(config, root)
+    def __init__(self, config: Fer2013FacesConfig, root: Path, csv_name: str, data_root: Optional[Path] = None):
+        super().__init__(config, root, data_root)
         self.csv_name = csv_name
 
     def layout_text(self, root: Optional[Path] = None) -> str:
@@ -71,6 +74,38 @@ class Fer2013FaceSource(DatasetSource):
 
     def looks_like(self, folder: Path) -> bool:
         return (folder / self.csv_name).is_file()
+
+    def has_layout(self, folder: Path) -> bool:
+        return _has_fer_columns(folder / self.csv_name)
+
+    def layout_problems(self, match: Optional[Path]) -> list[LayoutProblem]:
+        path = self.root / self.csv_name
+        if not path.is_file():
+            return [LayoutProblem(f"{self.show(path)} not found.")]
+        try:
+            header = _read_header(path)
+        except OSError as error:
+            return [LayoutProblem(f"{self.show(path)} could not be read ({error}).")]
+        missing = [name for name in COLUMNS if name not in header]
+        columns = "column" if len(missing) == 1 else "columns"
+        found = f"Its header is '{','.join(header)}'" if any(header) else "Its first line is empty"
+        return [LayoutProblem(f"{self.show(path)} is missing the {columns} {_join(missing)}. {found}, and FER2013 "
+                              f"needs the columns {_join(list(COLUMNS))} in any order.")]
+
+    def nearest_match(self) -> Optional[Path]:
+        """Return a CSV file with the FER2013 columns near the configured one (``csv_name`` first in each folder)."""
+        configured = self.root / self.csv_name
+        for folder in self._candidates():
+            for path in _csv_files(folder, self.csv_name):
+                if path != configured and _has_fer_columns(path):
+                    return path
+        return None
+
+    def faces_path_target(self, match: Path) -> Path:
+        """Return ``match`` (a CSV file), or its folder when the recipe names a folder and the file is fer2013.csv."""
+        if match.name == CSV_NAME and not self.config.path.lower().endswith(".csv"):
+            return match.parent
+        return match
 
     def inputs(self) -> list[str]:
         return [self.csv_name]
@@ -134,6 +169,41 @@ class Fer2013FaceSource(DatasetSource):
         """Return the 48x48 grey image as RGB uint8 (48, 48, 3)."""
         grey = np.asarray(self.index().pixels[int(record.meta["pixel_row"])])
         return np.repeat(grey[..., None], 3, axis=2)
+
+
+def _read_header(path: Path) -> list[str]:
+    """Return the column names of the first line of a CSV file, stripped of spaces.
+
+    Raises:
+        OSError: if the file cannot be read.
+    """
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        return [name.strip() for name in next(csv.reader(handle), [])]
+
+
+def _has_fer_columns(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        header = _read_header(path)
+    except OSError:
+        return False
+    return all(name in header for name in COLUMNS)
+
+
+def _csv_files(folder: Path, preferred: str) -> list[Path]:
+    """Return ``folder / preferred`` and the other CSV files in ``folder``, at most ``_MAX_CSV_FILES_READ``."""
+    try:
+        others = sorted(entry for entry in folder.iterdir() if entry.suffix.lower() == ".csv"
+                        and entry.name != preferred and not entry.name.startswith("."))
+    except OSError:
+        others = []
+    return [folder / preferred, *others][:_MAX_CSV_FILES_READ]
+
+
+def _join(names: list[str]) -> str:
+    """Join names as English does: ``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _parse_pixels(text: str) -> np.ndarray:

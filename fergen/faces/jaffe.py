@@ -17,6 +17,7 @@ from ..schema import spec
 from . import register
 from .dataset import DatasetConfig, DatasetSource, NamingScheme, has_matching_entry
 from .index import FaceIndex, FileListing, IndexBuilder
+from .layout import RequiredPart
 
 JAFFE_CODES = {"AN": "anger", "DI": "disgust", "FE": "fear", "HA": "happy", "NE": "neutral", "SA": "sadness",
                "SU": "surprise"}
@@ -25,6 +26,7 @@ _FILE = re.compile(r"(?P<poser>[A-Z]{2})\.(?P<code>AN|DI|FE|HA|NE|SA|SU)(?P<take
                    re.IGNORECASE)
 SCHEME = NamingScheme(pattern=_FILE, example="KA.AN1.39.tiff",
                       extensions=(".tiff", ".tif", ".png", ".jpg", ".jpeg", ".bmp"))
+IMAGES = RequiredPart("", _FILE, lambda match: match.group(0), example="KA.AN1.39.tiff", content="JAFFE images")
 
 
 @register("jaffe")
@@ -35,7 +37,7 @@ class JaffeFacesConfig(DatasetConfig):
     path: str = spec("", help="the JAFFE folder containing the .tiff images (jaffedbase)")
 
     def open(self, data_root: Path) -> "JaffeFaceSource":
-        return JaffeFaceSource(self, self.dataset_path(data_root))
+        return JaffeFaceSource(self, self.dataset_path(data_root), data_root)
 
 
 class JaffeFaceSource(DatasetSource):
@@ -43,6 +45,7 @@ class JaffeFaceSource(DatasetSource):
     kind = "jaffe"
     codes = JAFFE_CODES
     layout = ("KA.AN1.39.tiff   (poser, expression AN DI FE HA NE SA SU with take number, image number)",)
+    parts = (IMAGES,)
 
     def looks_like(self, folder: Path) -> bool:
         return has_matching_entry(folder, _FILE)

@@ -20,6 +20,7 @@ from ..schema import fail, spec
 from . import register
 from .dataset import DatasetConfig, DatasetSource, NamingScheme, has_matching_entry
 from .index import FaceIndex, FileListing, IndexBuilder
+from .layout import RequiredPart
 
 KDEF_CODES = {"AF": "fear", "AN": "anger", "DI": "disgust", "HA": "happy", "NE": "neutral", "SA": "sadness",
               "SU": "surprise"}
@@ -30,6 +31,9 @@ SCHEME = NamingScheme(
                        r"(?P<code>AF|AN|DI|HA|NE|SA|SU)(?P<angle>FL|HL|S|HR|FR)\.jpe?g", re.IGNORECASE),
     example="AF01/AF01ANS.JPG",
     extensions=(".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"))
+SESSION_FOLDERS = RequiredPart(
+    "", re.compile(r"(?P<person>[AB][FM]\d{2})(AF|AN|DI|HA|NE|SA|SU)(FL|HL|S|HR|FR)\.jpe?g", re.IGNORECASE),
+    lambda match: f"{match['person']}/{match.group(0)}", example="AF01ANS.JPG", content="session folders with images")
 
 
 @register("kdef")
@@ -49,7 +53,7 @@ class KdefFacesConfig(DatasetConfig):
                 fail(f"{key}.{name}", [], "a non-empty list", f"List at least one value in '{key}.{name}'.")
 
     def open(self, data_root: Path) -> "KdefFaceSource":
-        return KdefFaceSource(self, self.dataset_path(data_root))
+        return KdefFaceSource(self, self.dataset_path(data_root), data_root)
 
 
 class KdefFaceSource(DatasetSource):
@@ -58,6 +62,7 @@ class KdefFaceSource(DatasetSource):
     codes = KDEF_CODES
     layout = ("AF01/AF01ANS.JPG   (session A/B, gender F/M, id, expression AF AN DI HA NE SA SU, "
               "angle FL HL S HR FR)",)
+    parts = (SESSION_FOLDERS,)
 
     def looks_like(self, folder: Path) -> bool:
         return has_matching_entry(folder, _PERSON, folders=True)

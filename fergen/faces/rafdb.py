@@ -24,6 +24,7 @@ from ..schema import fail, spec
 from . import register
 from .dataset import DatasetConfig, DatasetSource
 from .index import FaceIndex, FileListing, IndexBuilder
+from .layout import RequiredPart
 
 RAFDB_CODES = {"1": "surprise", "2": "fear", "3": "disgust", "4": "happy", "5": "sadness", "6": "anger",
                "7": "neutral"}
@@ -34,6 +35,10 @@ LABEL_FILES = (f"EmoLabel/{LABEL_FILE}", LABEL_FILE)
 _LINE = re.compile(r"(?P<name>(?P<partition>train|test)_\d+)\.jpg\s+(?P<code>\S+)")
 _IMAGE_NAMES = {"aligned": re.compile(r"(?P<name>(?:train|test)_\d+)_aligned\.jpg"),
                 "original": re.compile(r"(?P<name>(?:train|test)_\d+)\.jpg")}
+_IMAGE_EXAMPLES = {"aligned": "train_00001_aligned.jpg", "original": "train_00001.jpg"}
+LABEL_PART = RequiredPart("EmoLabel", re.compile(re.escape(LABEL_FILE)), lambda match: match.group(0),
+                          example=LABEL_FILE, content="label file", fix=f"Put RAF-DB's {LABEL_FILE} in {{folder}}.",
+                          also=("",))
 
 
 @register("rafdb")
@@ -54,7 +59,7 @@ class RafdbFacesConfig(DatasetConfig):
                  f"Set '{key}.partitions' to [train].")
 
     def open(self, data_root: Path) -> "RafdbFaceSource":
-        return RafdbFaceSource(self, self.dataset_path(data_root))
+        return RafdbFaceSource(self, self.dataset_path(data_root), data_root)
 
 
 class RafdbFaceSource(DatasetSource):
@@ -67,6 +72,15 @@ class RafdbFaceSource(DatasetSource):
 
     def looks_like(self, folder: Path) -> bool:
         return (folder / "Image").is_dir() and _label_file(folder) is not None
+
+    def required_parts(self) -> tuple[RequiredPart, ...]:
+        images = self.config.images
+        other = "original" if images == "aligned" else "aligned"
+        image_part = RequiredPart(
+            f"Image/{images}", _IMAGE_NAMES[images], lambda match: match.group(0), example=_IMAGE_EXAMPLES[images],
+            content=f"{images} images",
+            fix=f"Unpack the {images} images into {{folder}}, or set 'faces.images: {other}' to read Image/{other}.")
+        return LABEL_PART, image_part
 
     def inputs(self) -> list[str]:
         return [*LABEL_FILES, f"Image/{self.config.images}"]
@@ -81,8 +95,7 @@ class RafdbFaceSource(DatasetSource):
         for name in listing.under(folder):
             match = pattern.fullmatch(name[len(folder) + 1:])
             if match is None:
-                example = "train_00001_aligned.jpg" if self.config.images == "aligned" else "train_00001.jpg"
-                builder.reject(name, f"name does not match {folder}/{example}")
+                builder.reject(name, f"name does not match {folder}/{_IMAGE_EXAMPLES[self.config.images]}")
                 continue
             image = match["name"]
             if image not in labels:

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from fergen.errors import DataError, RecipeError
+from fergen.errors import RecipeError
 from fergen.selection import select_faces
 
 from .trees import make_bu3dfe, open_faces, pattern_image, touch, write_pattern
@@ -83,11 +83,3 @@ def test_bu3dfe_without_neutral_rejects_neutral_class(bu3dfe):
 def test_bu3dfe_empty_intensities_rejected(bu3dfe):
     with pytest.raises(RecipeError, match=r"'faces.intensities': invalid value \[\]"):
         open_faces(bu3dfe.parent, kind="bu3dfe", path="BU-3DFE", intensities=[])
-
-
-def test_bu3dfe_subject_folders_without_images(tmp_path):
-    (tmp_path / "BU-3DFE" / "F0001").mkdir(parents=True)
-    source = open_faces(tmp_path, kind="bu3dfe", path="BU-3DFE")
-
-    with pytest.raises(DataError, match=r"no BU-3DFE face found in .*BU-3DFE: 0 files did not match"):
-        source.index()

@@ -184,25 +184,3 @@ def test_ckplus_without_landmarks_uses_detector(tmp_path):
     assert record.mask_path is None
     assert mask.shape == face.shape[:2]
     assert 0.05 < mask.mean() < 0.6
-
-
-def test_ckplus_missing_emotion_folder(tmp_path):
-    root = make_ckplus(tmp_path / "CK+", [("S005", "001", 2, None)])
-    source = open_faces(tmp_path, kind="ckplus", path="CK+")
-
-    with pytest.raises(DataError) as error:
-        source.index()
-
-    message = str(error.value)
-    assert f"folder {root} does not have the CK+ layout" in message
-    assert f"{root}/Emotion/S005/001/S005_001_00000011_emotion.txt" in message
-
-
-def test_ckplus_folder_one_level_down(ckplus):
-    wrapper = ckplus.parent / "download"
-    wrapper.mkdir()
-    ckplus.rename(wrapper / "CK+")
-    source = open_faces(ckplus.parent, kind="ckplus", path="download")
-
-    with pytest.raises(DataError, match=r"The nearest match is .*download/CK\+; set 'faces.path' to it"):
-        source.index()

@@ -7,8 +7,6 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from fergen.errors import DataError
-
 from .trees import make_jaffe, make_kdef, open_faces, pattern_image, touch, write_pattern
 
 JAFFE_NAMES = ["KA.AN1.39.tiff", "KA.NE1.26.tiff", "KA.HA2.30.tiff", "KL.SU1.164.tiff", "KL.FE3.176.tiff",
@@ -75,16 +73,3 @@ def test_kdef_unmatched(kdef):
 
     assert source.unmatched == ["AF01/AF02HAS.JPG (file of AF02 in folder AF01)",
                                 "AM12/AM12XXS.JPG (name does not match AF01/AF01ANS.JPG)"]
-
-
-def test_kdef_missing_folder_names_nearest_match(tmp_path):
-    make_kdef(tmp_path / "KDEF_and_AKDEF" / "KDEF", KDEF_NAMES)
-    source = open_faces(tmp_path, kind="kdef", path="KDEF")
-
-    with pytest.raises(DataError) as error:
-        source.index()
-
-    message = str(error.value)
-    assert f"folder {tmp_path / 'KDEF'} not found" in message
-    assert f"{tmp_path / 'KDEF'}/AF01/AF01ANS.JPG" in message
-    assert f"The nearest match is {tmp_path / 'KDEF_and_AKDEF' / 'KDEF'}" in message
