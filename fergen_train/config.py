@@ -5,7 +5,8 @@ here. A config file has the top-level keys ``seed``, ``model``, ``data``, ``opti
 ``loss`` and ``runtime``; every key has a default except ``data.train``.
 docs/training.md lists them. Relative paths in a file are resolved against
 the file's folder when it is loaded, so a run does not depend on the working
-directory.
+directory. Configs bundled in ``fergen_train/configs/`` load by name, such as
+``lfw-demo``.
 """
 
 from __future__ import annotations
@@ -41,11 +42,16 @@ __all__ = [
     "OptimConfig",
     "RuntimeConfig",
     "TrainConfig",
+    "bundled_configs",
     "config_from_dict",
     "config_to_dict",
+    "find_config",
     "load_config",
     "replace_section",
 ]
+
+#: Folder of the training configs that ship with the package.
+BUNDLED_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 def _fail(source: str, key: str, message: str) -> ConfigError:
     return ConfigError(f"{source}: {key}: {message}")
@@ -318,16 +324,37 @@ def config_from_dict(raw: Any, source: str = "<config>", base: Path | None = Non
     )
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read and validate a YAML training config.
+def bundled_configs() -> dict[str, Path]:
+    """Return the training configs shipped in ``fergen_train/configs/``, by name (e.g. ``lfw-demo``)."""
+    return {path.stem: path for path in sorted(BUNDLED_CONFIG_DIR.glob("*.yaml"))}
+
+
+def find_config(name_or_path: str | Path) -> Path:
+    """Return the config file for a path, or for the name of a bundled config.
 
     Raises:
-        FileNotFoundError: if ``path`` does not exist.
+        FileNotFoundError: if ``name_or_path`` is neither a file nor a bundled config name.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = bundled_configs()
+    if str(name_or_path) in bundled:
+        return bundled[str(name_or_path)]
+    raise FileNotFoundError(
+        f"training config {str(path)!r} not found; pass a YAML file or the name of a bundled config "
+        f"({', '.join(bundled) or 'none'})"
+    )
+
+
+def load_config(name_or_path: str | Path) -> TrainConfig:
+    """Read and validate a YAML training config (a file, or a bundled config name such as ``lfw-demo``).
+
+    Raises:
+        FileNotFoundError: if the file does not exist and no bundled config has that name.
         ConfigError: if the YAML is malformed or a key or value is invalid.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training config {str(path)!r} not found")
+    path = find_config(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:

@@ -4,9 +4,11 @@ import pytest
 import yaml
 
 from fergen_train.config import (
+    BUNDLED_CONFIG_DIR,
     ConfigError,
     DataSourceConfig,
     TrainConfig,
+    bundled_configs,
     config_from_dict,
     config_to_dict,
     load_config,
@@ -153,6 +155,24 @@ def test_invalid_yaml(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="training config .*absent.yaml' not found"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_bundled_config_by_name():
+    config = load_config("lfw-demo")
+
+    assert bundled_configs() == {"lfw-demo": BUNDLED_CONFIG_DIR / "lfw-demo.yaml"}
+    assert config.data.train.recipe == "lfw-demo"
+    assert config.data.train.split == "train"
+    assert config.data.val.split == "val"
+    assert config.model.input_size == (64, 64)
+
+
+def test_unknown_config_name():
+    with pytest.raises(FileNotFoundError) as raised:
+        load_config("lfw-dmeo")
+
+    assert str(raised.value) == ("training config 'lfw-dmeo' not found; pass a YAML file or the name of a "
+                                 "bundled config (lfw-demo)")
 
 
 def test_empty_file_uses_defaults(tmp_path):
