@@ -6,7 +6,7 @@ import csv
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import click
 import numpy as np
 import torch
 
-from fergen.errors import FergenError
+from fergen.cli import FergenGroup
 from fergen.imageio import read_image
 from fergen_train.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, model_from_checkpoint
 from fergen_train.config import ConfigError, DataSourceConfig, RuntimeConfig, load_config, replace_section
@@ -36,9 +36,18 @@ from fergen_train.trainer import fit, make_loader
 
 logger = logging.getLogger(__name__)
 
-#: Errors caused by user input; the CLI prints their message without a traceback.
-USER_ERRORS = (ConfigError, CheckpointError, BatchError, EncoderWeightsError, FergenError,
+#: Errors caused by user input besides fergen's FergenError; the CLI prints
+#: their message without a traceback, as ``fergen`` does for FergenError.
+USER_ERRORS = (ConfigError, CheckpointError, BatchError, EncoderWeightsError,
                FileNotFoundError, FileExistsError, FloatingPointError)
+
+#: Sample ``meta`` keys that evaluate keeps to trace each row of predictions.csv to its source.
+#: Real photos have ``path``, ``face_id`` and ``face_found``; renders have ``key``
+#: and ``face_id``, and samples read from shards also the shard's ``url``.
+SAMPLE_META_KEYS = ("path", "url", "key", "face_id", "face_found")
+
+#: Photos named one by one in the evaluate log when no face is found in them; the rest are counted.
+NO_FACE_WARNINGS = 10
 
 
 def _progress_factory(enabled: bool):
@@ -56,15 +65,18 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _run(action, *args: Any, **kwargs: Any) -> Any:
-    """Call ``action``; turn a user error into a one-line message and exit status 1."""
-    try:
-        return action(*args, **kwargs)
-    except USER_ERRORS as error:
-        raise click.ClickException(str(error)) from error
+class TrainGroup(FergenGroup):
+    """FergenGroup that also reports fergen_train's user errors as ``error: MESSAGE`` with exit status 2."""
+
+    def invoke(self, context: click.Context) -> Any:
+        try:
+            return super().invoke(context)
+        except USER_ERRORS as error:
+            click.echo(f"error: {error}", err=True)
+            context.exit(2)
 
 
-@click.group()
+@click.group(cls=TrainGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Minimum level of log messages on stderr.")
 def main(log_level: str) -> None:
@@ -73,7 +85,7 @@ def main(log_level: str) -> None:
 
 
 @main.command("fit")
-@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.argument("config_path", metavar="CONFIG")
 @click.option("--output", "-o", "output_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for checkpoints, metrics.jsonl and curves.png.")
 @click.option("--resume", is_flag=True, help="Continue from the newest epoch_NNN.pt in --output.")
@@ -86,8 +98,8 @@ def main(log_level: str) -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar per epoch.")
 def fit_command(config_path: str, output_dir: str, resume: bool, encoder_weights: str | None, device: str | None,
                 epochs: int | None, batch_size: int | None, num_workers: int | None, progress: bool) -> None:
-    """Train the model that CONFIG (a YAML file) describes."""
-    config = _run(load_config, config_path)
+    """Train the model that CONFIG (a YAML file, or a bundled config name such as 'lfw-demo') describes."""
+    config = load_config(config_path)
     if encoder_weights is not None:
         config = replace_section(config, "model", encoder_weights=str(Path(encoder_weights).resolve()))
     if device is not None:
@@ -99,11 +111,11 @@ def fit_command(config_path: str, output_dir: str, resume: bool, encoder_weights
     if num_workers is not None:
         config = replace_section(config, "data", num_workers=num_workers)
 
-    train, val = _run(load_training_data, config)
+    train, val = load_training_data(config)
     logger.info("training %s on %s (%d classes: %s)", config.model.variant, train.description,
                 len(train.class_names), ", ".join(train.class_names))
-    result = _run(
-        fit, config, train.dataset, train.class_names, output_dir,
+    result = fit(
+        config, train.dataset, train.class_names, output_dir,
         val_data=None if val is None else val.dataset,
         recipe_sha256=train.recipe_sha256, resume=resume, progress=_progress_factory(progress),
         collate_fn=train.collate_fn,
@@ -132,9 +144,12 @@ def _load_inference_model(checkpoint: str, device: str) -> tuple[torch.nn.Module
               help="Recipe sample indices to render: all, train (all but the last 10%) or val (the last 10%).")
 @click.option("--fold-part", type=click.Choice(["train", "test"]),
               help="Replace the recipe's faces.subjects.fold.part, for subject-independent evaluation.")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Folder the recipe's relative paths resolve against.")
+@click.option("--data-root", type=click.Path(file_okay=False),
+              help="Folder that relative paths in the recipe are resolved against "
+                   "[default: $FERGEN_DATA_ROOT, else the current folder].")
 @click.option("--face-crop/--no-face-crop", default=True, show_default=True,
-              help="With --real, crop each photo to the face found by fergen's detector.")
+              help="With --real, crop each photo to the largest face found by fergen's detector; "
+                   "photos with no face found are used whole.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per batch.")
 @click.option("--num-workers", type=click.IntRange(min=0), default=2, show_default=True,
               help="DataLoader worker processes.")
@@ -150,9 +165,8 @@ def evaluate_command(checkpoint: str, data: str, output_dir: str | None, real: b
     F1, confusion matrix), confusion_matrix.png, predictions.csv and, for
     FERAtt variants, attention_grid.png.
     """
-    source = _run(parse_data_argument, data, split, fold_part, data_root)
-    _run(_evaluate, checkpoint, source, output_dir, real, face_crop, batch_size, num_workers, device,
-         attention_examples)
+    source = parse_data_argument(data, split, fold_part, data_root)
+    _evaluate(checkpoint, source, output_dir, real, face_crop, batch_size, num_workers, device, attention_examples)
 
 
 def _evaluate(checkpoint: str, source: DataSourceConfig, output_dir: str | None, real: bool, face_crop: bool,
@@ -174,8 +188,9 @@ def _evaluate(checkpoint: str, source: DataSourceConfig, output_dir: str | None,
                          pin_memory=runtime.device.type == "cuda", collate_fn=loaded.collate_fn)
     logger.info("evaluating %s on %s", checkpoint, loaded.description)
     result = evaluate(model, criterion, remap_labels(loader, mapping), runtime, len(class_names), input_size,
-                      attention_examples=attention_examples)
+                      attention_examples=attention_examples, meta_keys=SAMPLE_META_KEYS)
     report = classification_report(result.labels, result.predictions, class_names)
+    no_face_found = _report_missing_faces(result.sample_meta) if real and face_crop else None
 
     output = Path(output_dir) if output_dir is not None else Path(checkpoint).resolve().parent / "evaluation"
     output.mkdir(parents=True, exist_ok=True)
@@ -185,14 +200,16 @@ def _evaluate(checkpoint: str, source: DataSourceConfig, output_dir: str | None,
         "variant": config.model.variant,
         "data": loaded.description,
         "real_images": real,
+        "face_crop": real and face_crop,
+        "no_face_found": no_face_found,
         "recipe_sha256": loaded.recipe_sha256,
         "loss": {name: value for name, value in result.stats.metrics.items() if name != "accuracy"},
         **report.to_dict(),
     }
     (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     plot_confusion_matrix(report.confusion, class_names, output / "confusion_matrix.png")
-    _write_predictions(output / "predictions.csv", result.labels, result.predictions, result.probabilities,
-                       class_names)
+    _write_predictions(output / "predictions.csv", result.sample_meta, result.labels, result.predictions,
+                       result.probabilities, class_names)
     if result.attention_examples:
         examples = result.attention_examples
         count = len(examples["composite"])
@@ -206,19 +223,51 @@ def _evaluate(checkpoint: str, source: DataSourceConfig, output_dir: str | None,
     )
 
 
-def _write_predictions(path: Path, labels: np.ndarray, predictions: np.ndarray, probabilities: np.ndarray,
-                       class_names: Sequence[str]) -> None:
+def _report_missing_faces(sample_meta: Sequence[Mapping[str, Any]]) -> int:
+    """Log a warning for each photo in which no face was found (the first few by name) and return their count."""
+    missing = [meta for meta in sample_meta if meta.get("face_found") is False]
+    for meta in missing[:NO_FACE_WARNINGS]:
+        logger.warning("no face found in %s; using the whole image", meta.get("path") or meta.get("face_id"))
+    if len(missing) > NO_FACE_WARNINGS:
+        logger.warning("no face found in %d more photos; using the whole images", len(missing) - NO_FACE_WARNINGS)
+    if missing:
+        logger.warning("%d of %d photos had no face found and were scored as whole images; "
+                       "pass --no-face-crop to score every photo whole", len(missing), len(sample_meta))
+    return len(missing)
+
+
+def _csv_cell(value: Any) -> str:
+    """Format a sample metadata value for predictions.csv: booleans as 1 or 0, a missing value as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(int(value))
+    return str(value)
+
+
+def _write_predictions(path: Path, sample_meta: Sequence[Mapping[str, Any]], labels: np.ndarray,
+                       predictions: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> None:
+    """Write one CSV row per sample: where it came from, its label, prediction and class probabilities.
+
+    ``path`` is the photo (real images) or the shard file. ``key`` is the
+    sample key in the shards or the render. Cells that do not apply are empty.
+    """
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["index", "label", "prediction"] + [f"p_{name}" for name in class_names])
-        for index, (label, prediction, row) in enumerate(zip(labels, predictions, probabilities)):
-            writer.writerow([index, class_names[label], class_names[prediction]] + [f"{p:.6f}" for p in row])
+        header = ["index", "path", "key", "face_id", "face_found", "label", "prediction"]
+        writer.writerow(header + [f"p_{name}" for name in class_names])
+        for index, (meta, label, prediction, row) in enumerate(zip(sample_meta, labels, predictions, probabilities)):
+            source = [meta.get("path") or meta.get("url"), meta.get("key"), meta.get("face_id"), meta.get("face_found")]
+            writer.writerow([index, *(_csv_cell(value) for value in source), class_names[label],
+                             class_names[prediction]] + [f"{p:.6f}" for p in row])
 
 
 @main.command("predict")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("images", nargs=-1, required=True)
-@click.option("--face-crop", is_flag=True, help="Crop each image to the largest face found by fergen's detector.")
+@click.option("--face-crop/--no-face-crop", default=True, show_default=True,
+              help="Crop each image to the largest face found by fergen's detector; "
+                   "images with no face found are used whole.")
 @click.option("--output", "-o", "output_path", type=click.Path(dir_okay=False),
               help="CSV file to write [default: standard output].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Images per batch.")
@@ -230,7 +279,7 @@ def predict_command(checkpoint: str, images: tuple[str, ...], face_crop: bool, o
     Columns: path, prediction, confidence, face_box (x0 y0 side, empty when
     not cropped) and one probability column per class.
     """
-    _run(_predict, checkpoint, images, face_crop, output_path, batch_size, device)
+    _predict(checkpoint, images, face_crop, output_path, batch_size, device)
 
 
 def _predict(checkpoint: str, images: Sequence[str], face_crop: bool, output_path: str | None, batch_size: int,

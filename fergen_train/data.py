@@ -133,10 +133,24 @@ def open_source(source: DataSourceConfig, train: bool = False, seed: int = 0) ->
             f"shards {source.shards[0]!r}: no manifest.json beside them, so the class names are unknown; "
             "read shards from a folder that fergen render finished"
         )
-    description = f"{len(dataset.shards)} shards from {dataset.shards[0]}"
+    description = describe_shards(dataset.shards)
     return LoadedData(
         dataset, tuple(dataset.class_names), shard_recipe_sha256(dataset.shards), description, fergen_torch.collate
     )
+
+
+def describe_shards(urls: Sequence[str]) -> str:
+    """Describe shard URLs for logs: one shard by name, shards of one folder by the folder.
+
+    Examples: ``shard out/shard-000000.tar``, ``4 shards in out/`` and, for
+    shards in different folders or remote ones, ``3 shards: a/x.tar to b/y.tar``.
+    """
+    if len(urls) == 1:
+        return f"shard {urls[0]}"
+    folders = {url.rsplit("/", 1)[0] if "/" in url else "." for url in urls}
+    if len(folders) == 1:
+        return f"{len(urls)} shards in {folders.pop()}/"
+    return f"{len(urls)} shards: {urls[0]} to {urls[-1]}"
 
 
 def shard_recipe_sha256(shards: Sequence[str]) -> str | None:
@@ -187,8 +201,11 @@ class RealFacesDataset(Dataset):
     Faces are selected as the recipe selects them for rendering (classes,
     subjects, fold and limit), but the photos are used as they are: each is
     optionally cropped to the detected face, then resized to ``input_size``.
-    Samples have ``composite`` float32 (3, H, W) in [0, 1] and ``label`` int64,
-    and no ``target``.
+    Samples have ``composite`` float32 (3, H, W) in [0, 1], ``label`` int64
+    and no ``target``. Their ``meta`` dict has ``path`` (the image file, empty
+    for sources that decode pixels themselves), ``face_id``, and
+    ``face_found``: whether a face was detected, ``None`` without
+    ``face_crop``. Batch them with :func:`collate_real_faces`.
 
     Args:
         recipe: Validated recipe whose ``faces`` section names the source.
@@ -223,11 +240,25 @@ class RealFacesDataset(Dataset):
         box = face_crop_box(image, self.mask_config) if self.face_crop else None
         if box is not None:
             image = crop_square(image, box)
+        meta = {
+            "path": record.path or "",
+            "face_id": record.id,
+            "face_found": (box is not None) if self.face_crop else None,
+        }
         return {
             "composite": to_model_input(image, self.input_size),
             "label": torch.tensor(self.labels[index], dtype=torch.int64),
-            "face_found": torch.tensor(box is not None),
+            "meta": meta,
         }
+
+
+def collate_real_faces(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Batch :class:`RealFacesDataset` samples: stacked ``composite`` and ``label``, and a list of ``meta`` dicts."""
+    return {
+        "composite": torch.stack([sample["composite"] for sample in samples]),
+        "label": torch.stack([sample["label"] for sample in samples]),
+        "meta": [sample["meta"] for sample in samples],
+    }
 
 
 def open_real_faces(source: DataSourceConfig, input_size: Sequence[int], face_crop: bool = True) -> LoadedData:
@@ -242,7 +273,7 @@ def open_real_faces(source: DataSourceConfig, input_size: Sequence[int], face_cr
     if source.fold_part is not None:
         description += f", fold part {source.fold_part}"
     description += ")"
-    return LoadedData(dataset, dataset.class_names, None, description)
+    return LoadedData(dataset, dataset.class_names, None, description, collate_real_faces)
 
 
 def load_training_data(config: TrainConfig) -> tuple[LoadedData, LoadedData | None]:

@@ -6,7 +6,9 @@ A batch is a dict, as ``fergen.torch.collate`` builds it, with:
 - ``target``: float32 (B, 3, H, W) in [0, 1], the face-only image (needed by
   variants with an attention loss);
 - ``label``: int64 (B,) class indices;
-- optionally ``mask``, ``theta`` and ``meta``, which the loops ignore.
+- optionally ``mask`` and ``theta``, which the loops ignore;
+- optionally ``meta``, a list of B dicts, from which :func:`evaluate` keeps
+  the keys it is given so that results can be traced to their samples.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fergen_train.config import RuntimeConfig
+from fergen_train.config import ConfigError, RuntimeConfig
 from fergen_train.losses import FERAttLoss
 
 logger = logging.getLogger(__name__)
@@ -56,17 +58,17 @@ def resolve_runtime(config: RuntimeConfig) -> Runtime:
     """Turn ``auto`` settings into a device, an autocast dtype and a memory format.
 
     Raises:
-        ValueError: if CUDA is requested but not available, or bf16 is requested on the CPU.
+        ConfigError: if CUDA is requested but not available, or bf16 is requested on the CPU.
     """
     if config.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"runtime.device is {config.device!r} but CUDA is not available; set it to auto or cpu")
+        raise ConfigError(f"runtime.device is {config.device!r} but CUDA is not available; set it to auto or cpu")
 
     if config.amp == "bf16" and device.type != "cuda":
-        raise ValueError("runtime.amp bf16 needs a CUDA device; set runtime.amp to auto or off on the CPU")
+        raise ConfigError("runtime.amp bf16 needs a CUDA device; set runtime.amp to auto or off on the CPU")
     use_amp = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
     amp_dtype = torch.bfloat16 if use_amp else None
 
@@ -255,6 +257,9 @@ class EvaluationResult:
     #: ``attention_map`` (n, C, H, W), ``attention_image`` (n, 3, 32, 32).
     #: Empty for the baseline.
     attention_examples: dict[str, np.ndarray]
+    #: One dict per sample with the ``meta_keys`` that its batch ``meta`` has;
+    #: empty dicts when the batches carry no ``meta``.
+    sample_meta: list[dict[str, Any]] = field(default_factory=list)
 
 
 @torch.no_grad()
@@ -267,6 +272,7 @@ def evaluate(
     input_size: tuple[int, int] | None = None,
     attention_examples: int = 8,
     on_step: StepCallback | None = None,
+    meta_keys: Sequence[str] = (),
 ) -> EvaluationResult:
     """Run the model in eval mode over ``loader`` and collect predictions.
 
@@ -275,6 +281,8 @@ def evaluate(
             ``target`` (real photos have none).
         attention_examples: Number of leading samples whose attention map and
             attention image are kept for plotting.
+        meta_keys: Keys of each sample's ``meta`` dict (such as ``key`` or
+            ``face_id``) to keep in :attr:`EvaluationResult.sample_meta`.
 
     Raises:
         BatchError: if the loader yields no batches, or a batch breaks the batch contract.
@@ -286,12 +294,14 @@ def evaluate(
         need_target = criterion.use_attention
     averages = _Averages()
     labels, predictions, probabilities = [], [], []
+    sample_meta: list[dict[str, Any]] = []
     examples: dict[str, list[np.ndarray]] = {"composite": [], "attention_map": [], "attention_image": []}
     collected_examples = 0
     started = time.perf_counter()
     steps = 0
-    for batch in loader:
-        batch = prepare_batch(batch, runtime, num_classes, need_target, input_size)
+    for raw_batch in loader:
+        batch = prepare_batch(raw_batch, runtime, num_classes, need_target, input_size)
+        sample_meta.extend(_select_meta(raw_batch, batch["label"].shape[0], meta_keys))
         with runtime.autocast():
             output = model(batch["composite"])
         probability = torch.softmax(output.logits.float(), dim=1)
@@ -329,4 +339,16 @@ def evaluate(
         predictions=np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64),
         probabilities=np.concatenate(probabilities) if probabilities else np.zeros((0, num_classes), np.float32),
         attention_examples={key: np.concatenate(value) for key, value in examples.items() if value},
+        sample_meta=sample_meta,
     )
+
+
+def _select_meta(batch: Mapping[str, Any], count: int, keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Return the ``keys`` of each sample's ``meta`` dict, or ``count`` empty dicts when the batch has no ``meta``."""
+    metas = batch.get("meta")
+    if not keys or not isinstance(metas, Sequence):
+        return [{} for _ in range(count)]
+    if len(metas) != count:
+        raise BatchError(f"batch['meta'] has {len(metas)} entries but the batch has {count} samples; "
+                         "collate one meta dict per sample")
+    return [{key: meta[key] for key in keys if key in meta} for meta in metas]

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from fergen_train.cli import main
-from fergen_train.data import fergen_torch_available
+from fergen_train.config import load_config, replace_section
+from fergen_train.data import fergen_torch_available, load_training_data
 from fergen_train.trainer import fit
 
 from .synthetic import SquaresDataset, tiny_config
@@ -72,6 +73,26 @@ def test_help_lists_commands():
         assert command in result.output
 
 
+@pytest.mark.parametrize("arguments, usage", [
+    (["-h"], "Usage: main [OPTIONS] COMMAND [ARGS]..."),
+    (["fit", "-h"], "Usage: main fit [OPTIONS] CONFIG"),
+    (["evaluate", "-h"], "Usage: main evaluate [OPTIONS] CHECKPOINT DATA"),
+    (["predict", "-h"], "Usage: main predict [OPTIONS] CHECKPOINT IMAGES..."),
+])
+def test_short_help_option(arguments, usage):
+    result = CliRunner().invoke(main, arguments)
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(usage + "\n")
+
+
+def test_evaluate_help_names_data_root_default():
+    result = CliRunner().invoke(main, ["evaluate", "-h"], terminal_width=200)
+
+    assert ("Folder that relative paths in the recipe are resolved against "
+            "[default: $FERGEN_DATA_ROOT, else the current folder].") in result.output
+
+
 def test_module_entry_point():
     completed = subprocess.run([sys.executable, "-m", "fergen_train", "--help"], capture_output=True, text=True)
 
@@ -85,8 +106,9 @@ def test_fit_invalid_config(tmp_path):
 
     result = CliRunner().invoke(main, ["fit", str(config), "--output", str(tmp_path / "run")])
 
-    assert result.exit_code == 1
-    assert "optim.lr: expected a number > 0.0, got -1" in result.output
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == f"error: {config}: optim.lr: expected a number > 0.0, got -1\n"
 
 
 def test_fit_config_without_data(tmp_path):
@@ -95,8 +117,25 @@ def test_fit_config_without_data(tmp_path):
 
     result = CliRunner().invoke(main, ["fit", str(config), "--output", str(tmp_path / "run")])
 
-    assert result.exit_code == 1
-    assert "no data.train" in result.output or "fergen.torch" in result.output
+    assert result.exit_code == 2
+    assert result.stderr == "error: the config has no data.train; set data.train.recipe or data.train.shards\n"
+
+
+def test_fergen_error_style(tmp_path, lfw_checkpoint):
+    """A FergenError from fergen itself (here an unknown recipe) is reported like fergen does."""
+    result = CliRunner().invoke(main, ["evaluate", str(lfw_checkpoint), str(tmp_path / "absent.yaml")])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: recipe {str(tmp_path / 'absent.yaml')!r} not found.")
+    assert "Traceback" not in result.output
+
+
+def test_usage_error_unchanged(tmp_path):
+    result = CliRunner().invoke(main, ["fit", str(tmp_path / "train.yaml")])
+
+    assert result.exit_code == 2
+    assert "Usage: main fit [OPTIONS] CONFIG" in result.stderr
+    assert "Error: Missing option '--output' / '-o'." in result.stderr
 
 
 def test_evaluate_real_faces(tmp_path, lfw_checkpoint, lfw_recipe):
@@ -118,10 +157,48 @@ def test_evaluate_real_faces(tmp_path, lfw_checkpoint, lfw_recipe):
     assert np.asarray(metrics["confusion_matrix"]).sum() == 4
     assert [row.sum() for row in np.asarray(metrics["confusion_matrix"])] == [1, 1, 1, 1]
     assert set(metrics["per_class"]) == set(LFW_CLASSES)
+    assert metrics["face_crop"] is False
+    assert metrics["no_face_found"] is None
     rows = read_csv((output / "predictions.csv").read_text())
+    assert list(rows[0])[:7] == ["index", "path", "key", "face_id", "face_found", "label", "prediction"]
     assert [row["label"] for row in rows] == LFW_CLASSES
+    assert [row["face_id"] for row in rows] == [f"lfw-subset:{index:03d}" for index in range(4)]
+    assert [row["path"] for row in rows] == ["", "", "", ""]
+    assert [row["face_found"] for row in rows] == ["", "", "", ""]
     correct = sum(row["label"] == row["prediction"] for row in rows)
     assert metrics["accuracy"] == correct / 4
+
+
+def test_evaluate_real_counts_missing_faces(tmp_path, lfw_checkpoint, caplog):
+    faces = tmp_path / "faces"
+    (faces / "lfw000").mkdir(parents=True)
+    (faces / "lfw001").mkdir()
+    astronaut = faces / "lfw000" / "eileen_1.png"
+    Image.fromarray(skimage.data.astronaut()).save(astronaut)
+    blank = faces / "lfw001" / "grey_1.png"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(blank)
+    recipe = tmp_path / "folder.yaml"
+    recipe.write_text(yaml.safe_dump(dict(LFW_RECIPE, faces={"kind": "folder", "path": "faces",
+                                                              "mask": {"strategy": "ellipse"}})))
+    output = tmp_path / "eval"
+
+    result = CliRunner().invoke(
+        main, ["evaluate", str(lfw_checkpoint), str(recipe), "--real", "--data-root", str(tmp_path),
+               "--output", str(output), "--num-workers", "1", "--device", "cpu"],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert f"no face found in {blank}; using the whole image" in caplog.text
+    assert f"no face found in {astronaut}" not in caplog.text
+    assert "1 of 2 photos had no face found and were scored as whole images" in caplog.text
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["face_crop"] is True
+    assert metrics["no_face_found"] == 1
+    rows = read_csv((output / "predictions.csv").read_text())
+    assert [row["path"] for row in rows] == [str(astronaut), str(blank)]
+    assert [row["face_id"] for row in rows] == ["lfw000/eileen_1.png", "lfw001/grey_1.png"]
+    assert [row["face_found"] for row in rows] == ["1", "0"]
+    assert [row["key"] for row in rows] == ["", ""]
 
 
 def test_predict_matches_evaluate(tmp_path, lfw_checkpoint, lfw_recipe):
@@ -132,7 +209,8 @@ def test_predict_matches_evaluate(tmp_path, lfw_checkpoint, lfw_recipe):
     )
     evaluated = read_csv((tmp_path / "eval" / "predictions.csv").read_text())
 
-    result = CliRunner().invoke(main, ["predict", str(lfw_checkpoint), str(tmp_path / "images"), "--device", "cpu"])
+    result = CliRunner().invoke(main, ["predict", str(lfw_checkpoint), str(tmp_path / "images"), "--no-face-crop",
+                                       "--device", "cpu"])
 
     assert result.exit_code == 0, result.output
     predicted = read_csv(result.stdout)
@@ -143,7 +221,7 @@ def test_predict_matches_evaluate(tmp_path, lfw_checkpoint, lfw_recipe):
             assert float(mine[f"p_{name}"]) == pytest.approx(float(theirs[f"p_{name}"]), abs=2e-6)
 
 
-def test_predict_face_crop_to_file(tmp_path, lfw_checkpoint, caplog):
+def test_predict_crops_faces_by_default(tmp_path, lfw_checkpoint, caplog):
     image = tmp_path / "astronaut.png"
     Image.fromarray(skimage.data.astronaut()).save(image)
     blank = tmp_path / "blank.png"
@@ -151,8 +229,7 @@ def test_predict_face_crop_to_file(tmp_path, lfw_checkpoint, caplog):
     output = tmp_path / "predictions.csv"
 
     result = CliRunner().invoke(
-        main, ["predict", str(lfw_checkpoint), str(image), str(blank), "--face-crop", "--output", str(output),
-               "--device", "cpu"],
+        main, ["predict", str(lfw_checkpoint), str(image), str(blank), "--output", str(output), "--device", "cpu"],
     )
 
     assert result.exit_code == 0, result.output
@@ -169,18 +246,33 @@ def test_predict_face_crop_to_file(tmp_path, lfw_checkpoint, caplog):
         assert float(row["confidence"]) == pytest.approx(max(probabilities))
 
 
+def test_predict_no_face_crop(tmp_path, lfw_checkpoint, caplog):
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(blank)
+
+    result = CliRunner().invoke(main, ["predict", str(lfw_checkpoint), str(blank), "--no-face-crop",
+                                       "--device", "cpu"])
+
+    assert result.exit_code == 0, result.output
+    rows = read_csv(result.stdout)
+    assert [row["path"] for row in rows] == [str(blank)]
+    assert rows[0]["face_box"] == ""
+    assert "no face found" not in caplog.text
+
+
 def test_predict_missing_image(tmp_path, lfw_checkpoint):
     result = CliRunner().invoke(main, ["predict", str(lfw_checkpoint), str(tmp_path / "absent.jpg")])
 
-    assert result.exit_code == 1
-    assert "absent.jpg' not found" in result.output
+    assert result.exit_code == 2
+    assert result.stderr == f"error: image or folder {str(tmp_path / 'absent.jpg')!r} not found\n"
 
 
 def test_evaluate_missing_checkpoint(tmp_path, lfw_recipe):
     result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "none.pt"), str(lfw_recipe), "--real"])
 
-    assert result.exit_code == 1
-    assert "none.pt' not found" in result.output
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: checkpoint ")
+    assert "none.pt' not found" in result.stderr
 
 
 def test_evaluate_unknown_class(tmp_path, lfw_recipe):
@@ -190,8 +282,9 @@ def test_evaluate_unknown_class(tmp_path, lfw_recipe):
     result = CliRunner().invoke(main, ["evaluate", str(run.last_checkpoint), str(lfw_recipe), "--real",
                                        "--num-workers", "0"])
 
-    assert result.exit_code == 1
-    assert "has classes ['lfw000', 'lfw001', 'lfw002', 'lfw003'] that the checkpoint does not know" in result.output
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: real faces of recipe ")
+    assert "has classes ['lfw000', 'lfw001', 'lfw002', 'lfw003'] that the checkpoint does not know" in result.stderr
 
 
 @pytest.mark.skipif(not fergen_torch_available(), reason="fergen.torch.RenderDataset is not available yet")
@@ -226,6 +319,11 @@ def test_fit_evaluate_resume_on_recipe(tmp_path, lfw_recipe):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["samples"] == 32
     assert metrics["accuracy"] == rows[-1]["val_accuracy"]
+    assert metrics["no_face_found"] is None
+    predictions = read_csv((tmp_path / "eval" / "predictions.csv").read_text())
+    assert [row["key"] for row in predictions] == [f"{index:09d}" for index in range(32)]
+    assert {row["face_id"] for row in predictions} == {f"lfw-subset:{index:03d}" for index in range(4)}
+    assert {row["path"] for row in predictions} == {""}
 
 
 @pytest.mark.skipif(not fergen_torch_available(), reason="fergen.torch.ShardDataset is not available yet")
@@ -260,4 +358,30 @@ def test_fit_and_evaluate_on_shards(tmp_path):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["samples"] == 48
     assert metrics["recipe_sha256"] == recipe.sha256
+    assert metrics["data"] == f"3 shards in {tmp_path / 'shards'}/"
+    predictions = read_csv((tmp_path / "eval" / "predictions.csv").read_text())
+    shard_names = [f"shard-{index // 16:06d}.tar" for index in range(48)]
+    assert [row["path"] for row in predictions] == [str(tmp_path / "shards" / name) for name in shard_names]
+    assert [row["key"] for row in predictions] == [f"{index:09d}" for index in range(48)]
+    assert all(row["face_id"].startswith("lfw-subset:") for row in predictions)
     assert not (tmp_path / "eval" / "attention_grid.png").exists()
+
+
+@pytest.mark.skipif(not fergen_torch_available(), reason="fergen.torch.RenderDataset is not available yet")
+def test_quick_start_config_trains(tmp_path):
+    """The bundled lfw-demo config of the docs' Quick start trains and validates (one step here)."""
+    config = load_config("lfw-demo")
+    config = replace_section(config, "optim", epochs=1)
+    config = replace_section(config, "runtime", steps_per_epoch=1)
+    config = replace_section(config, "data", num_workers=0)
+    train, val = load_training_data(config)
+
+    result = fit(config, train.dataset, train.class_names, tmp_path / "run", val_data=val.dataset,
+                 recipe_sha256=train.recipe_sha256, collate_fn=train.collate_fn)
+
+    assert train.class_names == tuple(f"lfw{index:03d}" for index in range(8))
+    assert [row["epoch"] for row in result.history] == [1]
+    assert result.history[0]["train_samples"] == 32
+    assert len(val.dataset) == 200
+    assert 0.0 <= result.history[0]["val_macro_f1"] <= 1.0
+    assert result.best_checkpoint == tmp_path / "run" / "best.pt"

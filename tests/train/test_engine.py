@@ -128,6 +128,35 @@ def test_evaluate_without_target_or_loss(squares):
     assert result.stats.samples == 48
 
 
+def test_evaluate_keeps_requested_meta(squares):
+    from fergen.torch import collate
+
+    model, criterion = tiny_model("baseline")
+    loader = DataLoader(squares, batch_size=20, collate_fn=collate)
+
+    result = evaluate(model, criterion, loader, CPU, 4, meta_keys=("index", "absent"))
+
+    assert result.sample_meta == [{"index": index} for index in range(48)]
+
+
+def test_evaluate_without_meta_keys(squares):
+    from fergen.torch import collate
+
+    model, criterion = tiny_model("baseline")
+
+    result = evaluate(model, criterion, DataLoader(squares, batch_size=20, collate_fn=collate), CPU, 4)
+
+    assert result.sample_meta == [{}] * 48
+
+
+def test_evaluate_meta_count_mismatch(squares):
+    model, criterion = tiny_model("baseline")
+    batches = [dict(batch, meta=[{"index": 0}]) for batch in DataLoader(squares, batch_size=16)]
+
+    with pytest.raises(BatchError, match=r"batch\['meta'\] has 1 entries but the batch has 16 samples"):
+        evaluate(model, criterion, batches, CPU, 4, meta_keys=("index",))
+
+
 def test_evaluate_baseline_no_attention_examples(squares):
     model, criterion = tiny_model("baseline")
 
