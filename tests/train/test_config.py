@@ -1,5 +1,7 @@
 """Training config loading, validation errors and the round trip through plain dicts."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -165,6 +167,12 @@ def test_bundled_config_by_name():
     assert config.data.train.split == "train"
     assert config.data.val.split == "val"
     assert config.model.input_size == (64, 64)
+
+
+def test_quick_start_shows_bundled_config():
+    docs = Path(__file__).resolve().parents[2] / "docs" / "training.md"
+
+    assert "```yaml\n" + (BUNDLED_CONFIG_DIR / "lfw-demo.yaml").read_text() + "```" in docs.read_text()
 
 
 def test_unknown_config_name():
