@@ -217,9 +217,10 @@ def _evaluate(checkpoint: str, source: DataSourceConfig, output_dir: str | None,
                     for i in range(count)]
         plot_attention_grid(examples["composite"], examples["attention_map"], examples["attention_image"],
                             output / "attention_grid.png", captions)
+    faces_note = f" ({no_face_found} with no face found, scored whole)" if no_face_found else ""
     click.echo(
-        f"{report.support.sum()} samples: accuracy {report.accuracy:.4f}, macro F1 {report.macro_f1:.4f}; "
-        f"results in {output}"
+        f"{report.support.sum()} samples{faces_note}: accuracy {report.accuracy:.4f}, "
+        f"macro F1 {report.macro_f1:.4f}; results in {output}"
     )
 
 

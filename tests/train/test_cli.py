@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from fergen_train.cli import main
+from fergen_train.cli import _report_missing_faces, main
 from fergen_train.config import load_config, replace_section
 from fergen_train.data import fergen_torch_available, load_training_data
 from fergen_train.trainer import fit
@@ -191,6 +191,7 @@ def test_evaluate_real_counts_missing_faces(tmp_path, lfw_checkpoint, caplog):
     assert f"no face found in {blank}; using the whole image" in caplog.text
     assert f"no face found in {astronaut}" not in caplog.text
     assert "1 of 2 photos had no face found and were scored as whole images" in caplog.text
+    assert result.stdout.startswith("2 samples (1 with no face found, scored whole): accuracy ")
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["face_crop"] is True
     assert metrics["no_face_found"] == 1
@@ -199,6 +200,21 @@ def test_evaluate_real_counts_missing_faces(tmp_path, lfw_checkpoint, caplog):
     assert [row["face_id"] for row in rows] == ["lfw000/eileen_1.png", "lfw001/grey_1.png"]
     assert [row["face_found"] for row in rows] == ["1", "0"]
     assert [row["key"] for row in rows] == ["", ""]
+
+
+def test_missing_face_warnings_limited(caplog):
+    metas = [{"path": f"photo{index:02d}.png", "face_found": index >= 12} for index in range(15)]
+
+    count = _report_missing_faces(metas)
+
+    assert count == 12
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages[:10] == [f"no face found in photo{index:02d}.png; using the whole image" for index in range(10)]
+    assert messages[10:] == [
+        "no face found in 2 more photos; using the whole images",
+        "12 of 15 photos had no face found and were scored as whole images; "
+        "pass --no-face-crop to score every photo whole",
+    ]
 
 
 def test_predict_matches_evaluate(tmp_path, lfw_checkpoint, lfw_recipe):
