@@ -351,7 +351,7 @@ class ShardDataset(IterableDataset):
         slot = current_slot(self._rank, self._world_size)
         plan = plan_reading(self.ordered_shards(), slot)
         if plan.stride > 1:
-            log.info("rank %d worker %d reads all %d of its shards and keeps every %d-th sample, because there "
+            log.info("rank %d worker %d reads all %d of its shards and keeps one sample in %d, because there "
                      "are fewer shards than readers", slot.rank, slot.worker, len(plan.shards), plan.stride)
         errors = _ErrorBudget(self.max_errors)
         raw = self._kept_samples(plan, errors)
