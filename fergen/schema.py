@@ -92,6 +92,7 @@ def _check_range(key: str, value: Any, low: float | None, high: float | None) ->
 def convert(hint: Any, value: Any, key: str) -> Any:
     """Convert plain YAML ``value`` to the type ``hint``, raising on mismatch."""
     origin = typing.get_origin(hint)
+
     if origin in (Union, types.UnionType):
         args = typing.get_args(hint)
         if value is None and type(None) in args:
@@ -107,6 +108,7 @@ def convert(hint: Any, value: Any, key: str) -> Any:
         if len(errors) == 1:
             raise errors[0]
         fail(key, value, _type_name(hint), f"Change '{key}' to {_type_name(hint)}.")
+
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:
@@ -114,6 +116,7 @@ def convert(hint: Any, value: Any, key: str) -> Any:
             hint_text = f" Did you mean {close[0]!r}?" if close else ""
             fail(key, value, _type_name(hint), f"Use one of the listed values.{hint_text}")
         return value
+
     if origin is tuple:
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             fail(key, value, _type_name(hint), f"Write '{key}' as a YAML list.")
@@ -123,31 +126,38 @@ def convert(hint: Any, value: Any, key: str) -> Any:
         if len(value) != len(args):
             fail(key, value, _type_name(hint), f"Give exactly {len(args)} items in '{key}'.")
         return tuple(convert(arg, item, join_key(key, i)) for i, (arg, item) in enumerate(zip(args, value)))
+
     if dataclasses.is_dataclass(hint):
         from_text = getattr(hint, "from_text", None)
         if isinstance(value, str) and callable(from_text):
             value = from_text(value, key)
         return build(hint, value, key)
+
     if hint is bool:
         if not isinstance(value, bool):
             fail(key, value, "true or false", f"Write '{key}: true' or '{key}: false'.")
         return value
+
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
             fail(key, value, "an integer", f"Write '{key}' as a whole number.")
         return value
+
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail(key, value, "a number", f"Write '{key}' as a number, e.g. 0.5.")
         return float(value)
+
     if hint is str:
         if not isinstance(value, str):
             fail(key, value, "a string", f"Quote the value of '{key}'.")
         return value
+
     if hint is Any:
         return value
+
     raise TypeError(f"unsupported recipe field type {hint!r} at '{key}'")
 
 

@@ -1,6 +1,6 @@
 """WebDataset tar shards: encoding, atomic writing, per-shard state and the manifest.
 
-Shard ``k`` holds the samples with global indices ``[k * S, (k + 1) * S)``,
+Shard ``k`` contains the samples with global indices ``[k * S, (k + 1) * S)``,
 so any engine can render any shard alone. Members of sample ``000000042``:
 
 - ``000000042.cls``: the class id as ASCII digits;
@@ -140,7 +140,7 @@ def file_sha256(path: Path) -> str:
 
 @dataclass
 class ShardRecord:
-    """What one finished shard contains; stored next to it so a rerun can trust it."""
+    """Record of one finished shard (counts, checksum, inputs), stored beside it so a rerun can trust it."""
 
     shard: int
     name: str
