@@ -8,6 +8,7 @@ class counts, to publish next to results so others can reproduce the split.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Optional
@@ -24,17 +25,24 @@ _MAX_SUBJECTS_PRINTED = 40
 _MAX_UNMATCHED_PRINTED = 20
 
 
-def fold_report(recipe_path: str, data_root: Optional[Path]) -> dict[str, Any]:
+def fold_report(recipe_path: str, data_root: Optional[Path], count: Optional[int] = None) -> dict[str, Any]:
     """Load the recipe, split its faces into folds and return the report as plain data.
+
+    ``count`` sets the number of folds when the recipe has no ``faces.subjects.fold``
+    or to try another count; the permutation seed and stratification stay the recipe's.
 
     Raises:
         FergenError: if the recipe is invalid, the dataset can't be read, or the recipe has no fold settings.
         ValueError: if a subject were in a fold's train and test parts (a bug, checked on every call).
     """
-    from .recipe import load_recipe
+    from .recipe import FoldSpec, load_recipe
     from .selection import plan_recipe_folds
 
     recipe = load_recipe(recipe_path)
+    if count is not None:
+        fold = recipe.faces.subjects.fold or FoldSpec(index=0, count=count)
+        subjects = dataclasses.replace(recipe.faces.subjects, fold=dataclasses.replace(fold, index=0, count=count))
+        recipe = recipe.replace(faces=dataclasses.replace(recipe.faces, subjects=subjects))
     plan = plan_recipe_folds(recipe, data_root)
     index = plan.candidates.index
     folds = []
@@ -110,14 +118,17 @@ def _count_table(report: dict[str, Any]) -> list[str]:
                    "[default: $FERGEN_DATA_ROOT, else the current folder].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write every fold's subjects and class counts to this JSON file.")
+@click.option("--count", type=click.IntRange(2), default=None,
+              help="Number of folds [default: faces.subjects.fold.count of the recipe].")
 @click.pass_context
-def folds(context: click.Context, recipe: str, data_root: Optional[Path], json_path: Optional[Path]) -> None:
+def folds(context: click.Context, recipe: str, data_root: Optional[Path], json_path: Optional[Path],
+          count: Optional[int]) -> None:
     """Print the subject-independent folds of RECIPE: subjects and class counts per fold.
 
-    The recipe needs 'faces.subjects.fold' (its index and part are ignored here).
+    The fold count comes from --count or from 'faces.subjects.fold' (whose index and part are ignored here).
     """
     try:
-        report = fold_report(recipe, data_root)
+        report = fold_report(recipe, data_root, count)
     except FergenError as error:
         click.echo(f"error: {error}", err=True)
         context.exit(2)

@@ -80,3 +80,19 @@ def test_folds_missing_dataset(tmp_path):
 
     assert result.exit_code == 2
     assert f"error: faces.path: folder {tmp_path / 'KDEF'} not found" in result.output
+
+
+def test_folds_count_option_without_fold_settings(tmp_path):
+    make_kdef(tmp_path / "KDEF", KDEF_NAMES)
+    recipe = write_recipe(tmp_path / "kdef.yaml", {"kind": "kdef", "path": "KDEF"})
+
+    result = CliRunner().invoke(folds, [str(recipe), "--data-root", str(tmp_path), "--count", "2",
+                                        "--json", str(tmp_path / "folds.json")])
+
+    assert result.exit_code == 0, result.output
+    assert "2 folds, permutation seed 4, stratified by class" in result.output
+    report = json.loads((tmp_path / "folds.json").read_text())
+    assert report["fold_count"] == 2
+    assert [len(fold["subjects"]) for fold in report["folds"]] == [3, 3]
+    assert sorted(report["folds"][0]["subjects"] + report["folds"][1]["subjects"]) == [
+        "F01", "F02", "F03", "M01", "M02", "M03"]
