@@ -1,8 +1,8 @@
 """Background photo sources: a folder, COCO through pycocotools, or scikit-image's photos.
 
-Sources list photo ids once; photos are decoded on demand, downscaled so
-the longer side is at most ``max_side`` pixels, and kept in a per-process
-LRU cache bounded by ``cache_mb``.
+Sources list photo ids once. Photos are decoded on demand and downscaled
+so the longer side is at most ``max_side`` pixels. Each process keeps them in
+an LRU cache bounded by ``cache_mb``.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ _BUNDLED_DIR = Path(__file__).parent / "recipes"
 
 @dataclass(frozen=True)
 class MaskConfig:
-    """How each face's alpha mask is obtained and cleaned."""
+    """Mask strategy and cleanup settings for each face's alpha mask."""
 
     strategy: Literal["file", "dark-background", "ellipse", "auto"] = spec(
         "auto", help="file: mask images; dark-background: faces on black; ellipse: tight crops; "
@@ -101,7 +101,7 @@ class FoldSpec:
 
 @dataclass(frozen=True)
 class SubjectSelection:
-    """Which subjects' faces enter the dataset."""
+    """Subject filter: the subjects whose faces enter the dataset."""
 
     include: tuple[str, ...] = spec((), help="keep only these subject ids (empty: all)")
     exclude: tuple[str, ...] = spec((), help="drop these subject ids")
@@ -177,7 +177,7 @@ class RenderConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    """How samples are encoded into shards."""
+    """Sample count, shard size and member encoding."""
 
     samples: int = spec(512, low=1, help="number of samples to render")
     samples_per_shard: int = spec(1000, low=1, help="samples in each tar shard")
@@ -189,7 +189,7 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How each sample picks its face and background."""
+    """Face choice rule and the skipped-face limit."""
 
     face_choice: Literal["uniform", "class-balanced", "sequential"] = spec(
         "uniform", help="uniform over faces, uniform over classes then faces, or face i mod count")

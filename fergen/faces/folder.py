@@ -127,7 +127,9 @@ class CsvFaceSource(FaceSource):
                 path = Path(row["path"])
                 path = path if path.is_absolute() else base / path
                 mask = (row.get("mask") or "").strip()
-                mask_path = None if not mask else str(Path(mask) if Path(mask).is_absolute() else base / mask)
+                mask_path = None
+                if mask:
+                    mask_path = str(Path(mask) if Path(mask).is_absolute() else base / mask)
                 labels.add(row["label"])
                 records.append(FaceRecord(id=row["path"], subject=row["subject"], label=row["label"],
                                           path=str(path), mask_path=mask_path, code=row["label"],
