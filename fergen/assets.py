@@ -137,6 +137,25 @@ def prepare_face(source: FaceSource, record: FaceRecord, mask_config: MaskConfig
     return face_to_canvas(image, result, mask_config, face_size, padding), ""
 
 
+def check_face_table(table: FaceTable, recipe: Recipe) -> None:
+    """Apply the recipe's limits to a prepared (or cached) face table.
+
+    Raises:
+        DataError: if more than ``sampling.max_skipped_fraction`` of the selected faces were skipped.
+    """
+    total = len(table) + len(table.skipped_ids)
+    limit = recipe.sampling.max_skipped_fraction
+    if len(table.skipped_ids) > limit * total:
+        raise DataError(f"faces: {len(table.skipped_ids)} of {total} faces were skipped ({dict(table.skipped)}), "
+                        f"more than sampling.max_skipped_fraction={limit}. Check the mask strategy, or raise the "
+                        "limit if this is expected.")
+    counts = np.bincount(table.labels, minlength=len(table.class_names))
+    empty = [name for name, count in zip(table.class_names, counts) if count == 0]
+    if empty:
+        log.warning("class(es) %s have no usable face after selection and masking, so no sample will show them; "
+                    "check faces.classes, faces.subjects and faces.limit", ", ".join(empty))
+
+
 def _fingerprint(recipe: Recipe, source: FaceSource) -> str:
     settings = {"faces": recipe.to_dict()["faces"], "face_size": recipe.render.face_size,
                 "padding": recipe.render.padding, "seed": recipe.seed, "version": __version__,
@@ -198,12 +217,14 @@ def build_face_table(recipe: Recipe, data_root: Path, cache_dir: Optional[Path] 
         table = _load(cache_path, fingerprint)
         if table is not None:
             log.info("loaded %d prepared faces from %s", len(table), cache_path)
+            check_face_table(table, recipe)
             return table
 
     size, padding = recipe.render.face_size, recipe.render.padding
     log.info("preparing %d faces (mask strategy %s)", len(selection.records), recipe.faces.mask.strategy)
     if on_start is not None:
         on_start(len(selection.records))
+
     def prepare(record: FaceRecord) -> tuple[Optional[np.ndarray], str]:
         return prepare_face(source, record, recipe.faces.mask, size, padding)
 
@@ -226,14 +247,9 @@ def build_face_table(recipe: Recipe, data_root: Path, cache_dir: Optional[Path] 
     skipped_ids = [(record.id, reason) for record, (canvas, reason) in zip(selection.records, results)
                    if canvas is None]
     skipped = Counter(reason for _, reason in skipped_ids)
-    total = len(selection.records)
     if not kept:
-        raise DataError(f"faces: none of the {total} selected faces has a usable mask (skipped by reason: "
-                        f"{dict(skipped)}). Try another 'faces.mask.strategy'.")
-    if len(skipped_ids) > recipe.sampling.max_skipped_fraction * total:
-        raise DataError(f"faces: {len(skipped_ids)} of {total} faces were skipped ({dict(skipped)}), more than "
-                        f"sampling.max_skipped_fraction={recipe.sampling.max_skipped_fraction}. Check the mask "
-                        "strategy, or raise the limit if this is expected.")
+        raise DataError(f"faces: none of the {len(selection.records)} selected faces has a usable mask (skipped "
+                        f"by reason: {dict(skipped)}). Try another 'faces.mask.strategy'.")
     rgba = np.stack([canvas for _, _, canvas in kept])
     table = FaceTable(
         rgba=rgba,
@@ -245,6 +261,7 @@ def build_face_table(recipe: Recipe, data_root: Path, cache_dir: Optional[Path] 
         meta=[dict(record.meta) for record, _, _ in kept],
         class_names=selection.class_names, skipped=skipped, skipped_ids=skipped_ids,
         unmatched=list(source.unmatched), fingerprint=fingerprint)
+    check_face_table(table, recipe)
     if use_cache:
         try:
             _save(table, cache_path)

@@ -269,3 +269,21 @@ def test_sample_label_matches_its_face(face_folder, background_folder):
         assert sample.metadata["subject"] == faces.subjects[face]
 
     check()
+
+
+def test_skipped_fraction_is_checked_on_cache_hit(face_folder, background_folder, tmp_path):
+    write_rgb(face_folder / "anger" / "S008_01.png", np.zeros((50, 50, 3), np.uint8))
+    lenient = recipe_from_dict(small_recipe(face_folder, background_folder))
+    build_face_table(lenient, Path("/"), cache_dir=tmp_path / "cache")
+    strict = recipe_from_dict(small_recipe(face_folder, background_folder, sampling={"max_skipped_fraction": 0.0}))
+    with pytest.raises(DataError, match=r"1 of 13 faces were skipped"):
+        build_face_table(strict, Path("/"), cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("faces-*.npz"))) == 1
+
+
+def test_empty_class_is_warned(face_folder, background_folder, caplog):
+    data = small_recipe(face_folder, background_folder, faces={"limit": 4})
+    with caplog.at_level("WARNING", logger="fergen.assets"):
+        table = build_face_table(recipe_from_dict(data), Path("/"), use_cache=False)
+    assert table.labels.tolist() == [0, 0, 0, 0]
+    assert "class(es) happy, neutral have no usable face" in caplog.text
