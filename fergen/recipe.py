@@ -255,6 +255,22 @@ def _resolve_kind(section: str, data: Any, registry: dict[str, type]) -> type:
     return registry[kind]
 
 
+def _check_classes(faces: FaceSourceConfig) -> None:
+    """Reject an empty class list and repeated class names."""
+    specs = faces.class_specs()
+    if specs is None:
+        return
+    if not specs:
+        fail("faces.classes", [], "at least one class",
+             "List the output classes, or remove 'faces.classes' to keep every label of the source.")
+    seen: dict[str, int] = {}
+    for index, class_spec in enumerate(specs):
+        if class_spec.name in seen:
+            fail(f"faces.classes[{index}]", class_spec.name, "a class name not used before",
+                 f"'{class_spec.name}' is already class {seen[class_spec.name]}; merge the labels into one entry.")
+        seen[class_spec.name] = index
+
+
 def recipe_from_dict(data: Any, source: str = "<recipe>") -> Recipe:
     """Validate plain data and return a :class:`Recipe`.
 
@@ -274,6 +290,7 @@ def recipe_from_dict(data: Any, source: str = "<recipe>") -> Recipe:
         face_cls = _resolve_kind("faces", data.get("faces"), FACE_KINDS)
         background_cls = _resolve_kind("backgrounds", data.get("backgrounds"), BACKGROUND_KINDS)
         faces = build(face_cls, data.pop("faces"), "faces")
+        _check_classes(faces)
         backgrounds = build(background_cls, data.pop("backgrounds"), "backgrounds")
         # Build the rest with placeholders, then insert the kind-specific sections.
         data["faces"] = {"kind": faces.kind}

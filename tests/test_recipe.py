@@ -156,3 +156,14 @@ def test_yaml_file_on_disk(tmp_path):
     recipe = load_recipe(path)
     assert recipe.output.samples == 33
     assert recipe.shard_count == 1
+
+
+def test_class_list_errors():
+    cases = [
+        ([], r"faces\.classes': invalid value \[\]; expected at least one class"),
+        ([{"name": "happy", "merge": ["anger"]}, "happy"], r"faces\.classes\[1\]': invalid value 'happy'.*already "
+                                                           r"class 0"),
+    ]
+    for classes, message in cases:
+        with pytest.raises(RecipeError, match=message):
+            recipe_from_dict(with_change("faces.classes", classes))
