@@ -243,10 +243,14 @@ def recipe_hash(recipe_path: str) -> None:
 @click.option("--faces-kind", default=None, help="Also list the keys of this face source kind.")
 @click.option("--backgrounds-kind", default=None, help="Also list the keys of this background source kind.")
 def recipe_keys(faces_kind: Optional[str], backgrounds_kind: Optional[str]) -> None:
-    """List every recipe key with its type, allowed range, default and meaning."""
+    """List every recipe key with its type, allowed range, default and meaning.
+
+    Without --faces-kind or --backgrounds-kind, the faces and backgrounds keys
+    shown are those every source kind shares.
+    """
     from .backgrounds import BACKGROUND_KINDS
     from .faces import FACE_KINDS
-    from .recipe import Recipe
+    from .recipe import BackgroundSourceConfig, FaceSourceConfig, Recipe
     from .schema import describe
 
     for name, registry, section in ((faces_kind, FACE_KINDS, "faces"),
@@ -255,10 +259,10 @@ def recipe_keys(faces_kind: Optional[str], backgrounds_kind: Optional[str]) -> N
             raise click.BadParameter(f"{name!r}; choose one of {', '.join(sorted(registry))}",
                                      param_hint=f"--{section}-kind")
     rows = [row for row in describe(Recipe) if not row[0].startswith(("faces.", "backgrounds."))]
-    if faces_kind:
-        rows += describe(FACE_KINDS[faces_kind], "faces")
-    if backgrounds_kind:
-        rows += describe(BACKGROUND_KINDS[backgrounds_kind], "backgrounds")
+    # Without a kind, list the keys every face or background source shares.
+    rows += describe(FACE_KINDS[faces_kind] if faces_kind else FaceSourceConfig, "faces")
+    rows += describe(BACKGROUND_KINDS[backgrounds_kind] if backgrounds_kind else BackgroundSourceConfig,
+                     "backgrounds")
     for key, kind, default, meaning in rows:
         click.echo(f"{key}\n    {kind}; default {default or '-'}\n    {meaning}")
 

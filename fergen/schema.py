@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from typing import Any, Literal, Mapping, Union
@@ -89,6 +90,17 @@ def _check_range(key: str, value: Any, low: float | None, high: float | None) ->
              f"Set '{key}' inside that range.")
 
 
+def _parse_float_text(text: str, key: str) -> Any:
+    """Return ``float(text)`` for numbers that YAML 1.1 leaves as strings (``1e-3``), else ``text``."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(number):
+        fail(key, text, "a finite number", f"Write '{key}' as a finite number.")
+    return number
+
+
 def convert(hint: Any, value: Any, key: str) -> Any:
     """Convert plain YAML ``value`` to the type ``hint``, raising on mismatch."""
     origin = typing.get_origin(hint)
@@ -146,6 +158,8 @@ def convert(hint: Any, value: Any, key: str) -> Any:
         return value
 
     if hint is float:
+        if isinstance(value, str):
+            value = _parse_float_text(value, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail(key, value, "a number", f"Write '{key}' as a number, e.g. 0.5.")
         return float(value)
@@ -218,6 +232,17 @@ def check_interval(key: str, interval: tuple[float, float]) -> None:
         fail(key, list(interval), "[low, high] with low <= high", f"Swap the two values of '{key}'.")
 
 
+def _optional_dataclass(hint: Any) -> Any:
+    """Return the dataclass of ``hint`` or of ``Optional[hint]``, else ``None``."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        classes = [arg for arg in typing.get_args(hint) if dataclasses.is_dataclass(arg)]
+        if len(classes) == 1:
+            return classes[0]
+    return None
+
+
 def _bound_text(bound: float | None, missing: str) -> str:
     if bound is None:
         return missing
@@ -237,9 +262,11 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
             default = None if dataclasses.is_dataclass(hint) else to_plain(field.default_factory())
         else:
             default = "(required)"
-        if dataclasses.is_dataclass(hint):
-            rows.append((key, "mapping", "", field.metadata.get("help", "")))
-            rows.extend(describe(hint, key))
+        nested = _optional_dataclass(hint)
+        if nested is not None:
+            rows.append((key, "mapping" if nested is hint else "mapping or null", "",
+                         field.metadata.get("help", "")))
+            rows.extend(describe(nested, key))
             continue
         low, high = field.metadata.get("low"), field.metadata.get("high")
         limits = ""

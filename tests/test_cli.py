@@ -97,3 +97,16 @@ def test_samples_override_changes_count(tmp_path, face_folder, background_folder
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["samples"] == 5
     assert manifest["recipe"]["output"]["samples"] == 5
+
+
+def test_recipe_keys_lists_shared_and_nested_keys():
+    output = run("recipe", "keys").output
+    keys = [line for line in output.splitlines() if not line.startswith(" ")]
+    for key in ("faces.mask.strategy", "faces.subjects.fold.count", "faces.limit", "backgrounds.max_unreadable",
+                "render.rotation_range", "output.samples"):
+        assert key in keys
+    assert "faces.path" not in keys
+    folder = [line for line in run("recipe", "keys", "--faces-kind", "folder").output.splitlines()
+              if not line.startswith(" ")]
+    assert "faces.path" in folder
+    assert "faces.mask_suffix" in folder

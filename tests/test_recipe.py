@@ -167,3 +167,14 @@ def test_class_list_errors():
     for classes, message in cases:
         with pytest.raises(RecipeError, match=message):
             recipe_from_dict(with_change("faces.classes", classes))
+
+
+def test_scientific_notation_strings_are_numbers():
+    # YAML 1.1 reads 5e-2 (no dot) as a string; recipes accept it as the number it spells.
+    recipe = load_recipe_text("version: 1\nfaces: {kind: skimage}\nbackgrounds: {kind: skimage}\n"
+                              "render: {perspective: 5e-2}\n")
+    assert recipe.render.perspective == 0.05
+    with pytest.raises(RecipeError, match="render.perspective': invalid value 'five'"):
+        recipe_from_dict(with_change("render.perspective", "five"))
+    with pytest.raises(RecipeError, match="expected a finite number"):
+        recipe_from_dict(with_change("render.perspective", "nan"))

@@ -287,3 +287,10 @@ def test_empty_class_is_warned(face_folder, background_folder, caplog):
         table = build_face_table(recipe_from_dict(data), Path("/"), use_cache=False)
     assert table.labels.tolist() == [0, 0, 0, 0]
     assert "class(es) happy, neutral have no usable face" in caplog.text
+
+
+def test_missing_mask_path_folder_is_named(face_folder, background_folder, tmp_path):
+    data = small_recipe(face_folder, background_folder,
+                        faces={"mask_path": str(tmp_path / "no-masks"), "mask": {"strategy": "file"}})
+    with pytest.raises(DataError, match=r"faces.mask_path: folder .*no-masks not found"):
+        recipe_from_dict(data).faces.open(Path("/"))

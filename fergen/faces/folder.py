@@ -42,9 +42,11 @@ class FolderFacesConfig(FaceSourceConfig):
             fail(f"{key}.path", self.path, "a folder path", f"Set '{key}.path' to the face folder.")
 
     def open(self, data_root: Path) -> "FolderFaceSource":
-        return FolderFaceSource(self, resolve_path(self.path, data_root, "faces.path"),
-                                None if self.mask_path is None else
-                                resolve_path(self.mask_path, data_root, "faces.mask_path"))
+        mask_root = None
+        if self.mask_path is not None:
+            mask_root = require_folder(resolve_path(self.mask_path, data_root, "faces.mask_path"), "faces.mask_path",
+                                       "a tree mirroring faces.path with one mask per face: <label>/<stem>.png")
+        return FolderFaceSource(self, resolve_path(self.path, data_root, "faces.path"), mask_root)
 
 
 class FolderFaceSource(FaceSource):
