@@ -43,8 +43,10 @@ class ClassificationReport:
     """Accuracy, per-class and macro precision, recall and F1, and the confusion matrix.
 
     Per-class values are 0 where they are undefined (a class never predicted
-    has precision 0). Macro values are unweighted means over all classes,
-    including classes absent from the labels.
+    has precision 0). Macro values are unweighted means over the classes with
+    support > 0 (``macro_class_names``), so a class absent from the evaluated
+    labels does not count as a 0. Predictions of an absent class still lower
+    the accuracy and the recall of the true class.
     """
 
     class_names: tuple[str, ...]
@@ -56,16 +58,26 @@ class ClassificationReport:
     support: np.ndarray
 
     @property
+    def macro_mask(self) -> np.ndarray:
+        """Boolean mask of the classes that the macro means average over: those with support > 0."""
+        return self.support > 0
+
+    @property
+    def macro_class_names(self) -> tuple[str, ...]:
+        """Names of the classes that the macro means average over."""
+        return tuple(name for name, present in zip(self.class_names, self.macro_mask) if present)
+
+    @property
     def macro_precision(self) -> float:
-        return float(self.precision.mean())
+        return float(self.precision[self.macro_mask].mean())
 
     @property
     def macro_recall(self) -> float:
-        return float(self.recall.mean())
+        return float(self.recall[self.macro_mask].mean())
 
     @property
     def macro_f1(self) -> float:
-        return float(self.f1.mean())
+        return float(self.f1[self.macro_mask].mean())
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready dicts, lists and numbers."""
@@ -84,6 +96,7 @@ class ClassificationReport:
             "macro_precision": self.macro_precision,
             "macro_recall": self.macro_recall,
             "macro_f1": self.macro_f1,
+            "macro_over_classes": list(self.macro_class_names),
             "per_class": per_class,
             "class_names": list(self.class_names),
             "confusion_matrix": self.confusion.tolist(),

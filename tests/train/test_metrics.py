@@ -56,11 +56,44 @@ def test_never_predicted_class_scores_zero():
     assert report.f1[1] == 0.0
 
 
-def test_absent_class_in_macro_mean():
+def test_absent_class_left_out_of_macro_mean():
     report = classification_report([0, 0], [0, 0], ["a", "b"])
 
     assert report.f1.tolist() == [1.0, 0.0]
-    assert report.macro_f1 == 0.5
+    assert report.macro_class_names == ("a",)
+    assert report.macro_f1 == 1.0
+
+
+def test_macro_over_present_classes_hand_values():
+    # Class c has support 0 but is predicted once: its per-class values are
+    # 0 and stay in the report, while the macro means skip it.
+    report = classification_report([0, 0, 1, 1], [0, 2, 1, 1], ["a", "b", "c"])
+
+    assert report.support.tolist() == [2, 2, 0]
+    assert report.precision.tolist() == [1.0, 1.0, 0.0]
+    assert report.recall.tolist() == [0.5, 1.0, 0.0]
+    np.testing.assert_allclose(report.f1, [2 / 3, 1.0, 0.0])
+    assert report.macro_class_names == ("a", "b")
+    assert report.macro_precision == 1.0
+    assert report.macro_recall == 0.75
+    assert report.macro_f1 == pytest.approx(5 / 6)
+    assert report.accuracy == 0.75
+
+
+def test_macro_matches_scikit_learn_present_labels():
+    metrics = pytest.importorskip("sklearn.metrics")
+    labels = [0, 0, 1, 3, 3, 3]
+    predictions = [0, 2, 1, 3, 0, 4]
+
+    report = classification_report(labels, predictions, ["a", "b", "c", "d", "e"])
+
+    present = [0, 1, 3]
+    assert report.macro_precision == pytest.approx(
+        metrics.precision_score(labels, predictions, labels=present, average="macro", zero_division=0))
+    assert report.macro_recall == pytest.approx(
+        metrics.recall_score(labels, predictions, labels=present, average="macro", zero_division=0))
+    assert report.macro_f1 == pytest.approx(
+        metrics.f1_score(labels, predictions, labels=present, average="macro", zero_division=0))
 
 
 def test_report_to_dict():
@@ -70,6 +103,15 @@ def test_report_to_dict():
     assert result["class_names"] == NAMES
     assert result["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [1, 0, 3]]
     assert result["per_class"]["sad"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert result["macro_over_classes"] == NAMES
+
+
+def test_report_to_dict_absent_class():
+    result = classification_report([0, 0, 1, 1], [0, 2, 1, 1], ["a", "b", "c"]).to_dict()
+
+    assert result["macro_over_classes"] == ["a", "b"]
+    assert result["macro_recall"] == 0.75
+    assert result["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert isinstance(result["accuracy"], float)
 
 

@@ -6,12 +6,13 @@ import math
 import pytest
 import torch
 import yaml
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from fergen_train.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from fergen_train.config import config_from_dict, replace_section
 from fergen_train.engine import evaluate, resolve_runtime
 from fergen_train.losses import FERAttLoss
+from fergen_train.metrics import classification_report
 from fergen_train.trainer import epoch_seed, fit, make_loader
 
 from .synthetic import SquaresDataset, tiny_config
@@ -158,3 +159,23 @@ def test_epoch_seed_values():
     assert epoch_seed(0, 0) != epoch_seed(0, 1)
     assert epoch_seed(0, 1) != epoch_seed(1, 0)
     assert 0 <= epoch_seed(5, 7) < 2**63
+
+
+def test_best_metric_skips_classes_missing_from_val(tmp_path):
+    train = SquaresDataset(length=48)
+    val = Subset(SquaresDataset(length=16, seed=99), [i for i in range(16) if i % 4 < 2])  # corner0 and corner1
+    config = tiny_config(epochs=1)
+
+    result = fit(config, train, train.class_names, tmp_path / "run", val_data=val)
+
+    best = load_checkpoint(result.best_checkpoint)
+    criterion = FERAttLoss(config.loss, "feratt-rep-cls", 4, 8)
+    criterion.load_state_dict(best["loss"])
+    evaluation = evaluate(model_from_checkpoint(best), criterion, DataLoader(val, batch_size=16),
+                          resolve_runtime(config.runtime), 4, (32, 32))
+    report = classification_report(evaluation.labels, evaluation.predictions, train.class_names)
+    assert report.macro_class_names == ("corner0", "corner1")
+    assert result.history[0]["val_macro_f1"] == report.macro_f1
+    assert best["best_metric"] == report.macro_f1
+    assert best["best_metric"] == pytest.approx((report.f1[0] + report.f1[1]) / 2)
+    assert best["best_metric"] > 0  # so that a mean over all four classes would differ
