@@ -14,20 +14,23 @@ _LABEL_HEIGHT = 16
 _GAP = 4
 
 
-def _label_strip(text: str, width: int) -> np.ndarray:
+def _label_strip(texts: Sequence[str], column_width: int, width: int) -> np.ndarray:
+    """Return a white strip with one label at the start of each column."""
     strip = np.full((_LABEL_HEIGHT, width, 3), 255, np.uint8)
-    cv2.putText(strip, text[: max(1, width // 7)], (3, _LABEL_HEIGHT - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
-                (0, 0, 0), 1, cv2.LINE_AA)
+    for column, text in enumerate(texts):
+        cv2.putText(strip, text[: max(1, column_width // 7)], (3 + column * (column_width + _GAP), _LABEL_HEIGHT - 4),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
     return strip
 
 
 def sample_tile(sample: Sample, class_name: str) -> np.ndarray:
-    """Return one tile: composite, target and mask in a row under a label with index and class."""
+    """Return one tile: composite, target and mask in a row, each under its label."""
     mask = np.repeat(sample.mask[..., None], 3, axis=2)
     gap = np.full((sample.composite.shape[0], _GAP, 3), 255, np.uint8)
     row = np.concatenate([sample.composite, gap, sample.target, gap, mask], axis=1)
     index = sample.metadata.get("index", "?")
-    return np.concatenate([_label_strip(f"#{index} {class_name}", row.shape[1]), row], axis=0)
+    labels = (f"#{index} {class_name}", "target", "mask")
+    return np.concatenate([_label_strip(labels, sample.composite.shape[1], row.shape[1]), row], axis=0)
 
 
 def contact_sheet(samples: Sequence[Sample], class_names: Sequence[str], columns: int = 4) -> np.ndarray:
