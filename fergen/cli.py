@@ -96,7 +96,8 @@ def _prepare_renderer(loaded, data_root: Optional[Path], workers: int, cache_dir
               help="Override output.samples (changes the recipe hash).")
 @click.option("--overwrite", is_flag=True, help="Replace shards of a different recipe in the output folder.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Face cache folder [default: $FERGEN_CACHE_DIR or ~/.cache/fergen].")
+              help="Face cache folder [default: $FERGEN_CACHE_DIR, else $XDG_CACHE_HOME/fergen, "
+                   "else ~/.cache/fergen].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def render(recipe: str, out: Path, data_root: Optional[Path], workers: int, backend: str,
            scheduler: Optional[str], samples: Optional[int], overwrite: bool, cache_dir: Optional[Path],

@@ -133,7 +133,7 @@ class BackgroundSourceConfig:
     kind: str = spec(help="background source kind")
     max_side: int = spec(512, low=16, high=8192,
                          help="photos are downscaled once so the longer side is at most this many pixels")
-    max_unreadable: int = spec(100, low=0, help="stop with an error after this many unreadable photos")
+    max_unreadable: int = spec(100, low=0, help="stop with an error once more than this many photos are unreadable")
     cache_mb: int = spec(512, low=0, help="decoded photos kept in memory per worker, in MiB")
 
 
