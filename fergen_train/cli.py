@@ -17,7 +17,15 @@ import torch
 from fergen.cli import FergenGroup
 from fergen.imageio import read_image
 from fergen_train.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, model_from_checkpoint
-from fergen_train.config import ConfigError, DataSourceConfig, RuntimeConfig, load_config, replace_section
+from fergen_train.config import (
+    ConfigError,
+    DataSourceConfig,
+    RuntimeConfig,
+    check_class_count,
+    find_config,
+    load_config,
+    replace_section,
+)
 from fergen_train.data import (
     label_mapping,
     load_training_data,
@@ -112,6 +120,7 @@ def fit_command(config_path: str, output_dir: str, resume: bool, encoder_weights
         config = replace_section(config, "data", num_workers=num_workers)
 
     train, val = load_training_data(config)
+    check_class_count(config, train.class_names, source=str(find_config(config_path)))
     logger.info("training %s on %s (%d classes: %s)", config.model.variant, train.description,
                 len(train.class_names), ", ".join(train.class_names))
     result = fit(

@@ -43,6 +43,7 @@ __all__ = [
     "RuntimeConfig",
     "TrainConfig",
     "bundled_configs",
+    "check_class_count",
     "config_from_dict",
     "config_to_dict",
     "find_config",
@@ -322,6 +323,26 @@ def config_from_dict(raw: Any, source: str = "<config>", base: Path | None = Non
         loss=_parse_loss(raw.get("loss"), source),
         runtime=_parse_runtime(raw.get("runtime"), source),
     )
+
+
+def check_class_count(config: TrainConfig, class_names: Sequence[str], source: str = "<config>") -> None:
+    """Check the config values whose length must match the number of classes in the training data.
+
+    The class count is known only once the data is opened, so
+    :func:`config_from_dict` cannot check this.
+
+    Raises:
+        ConfigError: if ``loss.priors`` does not have one value per class.
+    """
+    priors = config.loss.priors
+    if priors is not None and len(priors) != len(class_names):
+        raise _fail(
+            source,
+            "loss.priors",
+            f"expected {len(class_names)} values, one per class ({', '.join(class_names)}), "
+            f"got {len(priors)}: {list(priors)}; list one prior per class in that order, "
+            "or remove loss.priors for uniform priors",
+        )
 
 
 def bundled_configs() -> dict[str, Path]:

@@ -31,7 +31,7 @@ from fergen_train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from fergen_train.config import TrainConfig, config_to_dict
+from fergen_train.config import TrainConfig, check_class_count, config_to_dict
 from fergen_train.engine import EpochStats, Runtime, evaluate, resolve_runtime, train_one_epoch
 from fergen_train.losses import FERAttLoss
 from fergen_train.metrics import classification_report
@@ -202,10 +202,12 @@ def fit(
             ``fergen.torch.collate``; ``None`` uses torch's default.
 
     Raises:
+        ConfigError: if ``loss.priors`` does not have one value per class.
         FileExistsError: if ``output_dir`` has checkpoints and ``resume`` is false.
         DataError: if a map-style training set is smaller than one batch.
         CheckpointError: if ``resume`` finds no checkpoint, or one from another config.
     """
+    check_class_count(config, class_names)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     existing = list_epoch_checkpoints(output_dir)

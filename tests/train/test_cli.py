@@ -121,6 +121,25 @@ def test_fit_config_without_data(tmp_path):
     assert result.stderr == "error: the config has no data.train; set data.train.recipe or data.train.shards\n"
 
 
+def test_fit_priors_count_mismatch(tmp_path, lfw_recipe):
+    config = tmp_path / "priors.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"variant": "feratt-rep-cls", "input_size": 32},
+        "data": {"train": {"recipe": str(lfw_recipe)}, "num_workers": 0},
+        "loss": {"priors": [1, 2]},
+    }))
+
+    result = CliRunner().invoke(main, ["fit", str(config), "--output", str(tmp_path / "run")])
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: {config}: loss.priors: expected 4 values, one per class (lfw000, lfw001, lfw002, lfw003), "
+        "got 2: [1.0, 2.0]; list one prior per class in that order, or remove loss.priors for uniform priors\n"
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_fergen_error_style(tmp_path, lfw_checkpoint):
     """A FergenError from fergen itself (here an unknown recipe) is reported like fergen does."""
     result = CliRunner().invoke(main, ["evaluate", str(lfw_checkpoint), str(tmp_path / "absent.yaml")])

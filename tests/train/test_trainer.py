@@ -9,7 +9,7 @@ import yaml
 from torch.utils.data import DataLoader, Subset
 
 from fergen_train.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from fergen_train.config import config_from_dict, replace_section
+from fergen_train.config import ConfigError, config_from_dict, replace_section
 from fergen_train.engine import evaluate, resolve_runtime
 from fergen_train.losses import FERAttLoss
 from fergen_train.metrics import classification_report
@@ -179,3 +179,14 @@ def test_best_metric_skips_classes_missing_from_val(tmp_path):
     assert best["best_metric"] == report.macro_f1
     assert best["best_metric"] == pytest.approx((report.f1[0] + report.f1[1]) / 2)
     assert best["best_metric"] > 0  # so that a mean over all four classes would differ
+
+
+def test_fit_rejects_priors_count(tmp_path):
+    config = replace_section(tiny_config(epochs=1), "loss", priors=(1.0, 2.0))
+    train = SquaresDataset()
+
+    with pytest.raises(ConfigError, match=r"<config>: loss.priors: expected 4 values, one per class "
+                                          r"\(corner0, corner1, corner2, corner3\), got 2: \[1.0, 2.0\]"):
+        fit(config, train, train.class_names, tmp_path / "run")
+
+    assert not (tmp_path / "run").exists()
