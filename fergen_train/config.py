@@ -80,12 +80,20 @@ def _integer(value: Any, source: str, key: str, minimum: int) -> int:
 
 
 def _number(value: Any, source: str, key: str, minimum: float = 0.0, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _fail(source, key, f"expected a number, got {value!r}")
-    if value < minimum or (strict and value == minimum):
+    number = value
+    if isinstance(value, str):
+        # PyYAML follows YAML 1.1 and reads scientific notation without a dot,
+        # such as 1e-3, as a string, so a string that float() parses is accepted.
+        try:
+            number = float(value)
+        except ValueError:
+            raise _fail(source, key, f"expected a number, got {value!r}") from None
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+        raise _fail(source, key, f"expected a finite number, got {value!r}")
+    if number < minimum or (strict and number == minimum):
         bound = f"> {minimum}" if strict else f">= {minimum}"
         raise _fail(source, key, f"expected a number {bound}, got {value!r}")
-    return float(value)
+    return float(number)
 
 
 def _choice(value: Any, source: str, key: str, choices: Sequence[str]) -> str:

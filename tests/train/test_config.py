@@ -77,6 +77,26 @@ def test_load_full_config(tmp_path):
     assert config.runtime.steps_per_epoch == 10
 
 
+def test_scientific_notation_without_dot(tmp_path):
+    # PyYAML reads 1e-3 (no dot) as the string '1e-3' and 1.0e-3 as a float.
+    path = tmp_path / "train.yaml"
+    path.write_text(
+        "optim: {lr: 1e-3, weight_decay: 5E-4, grad_clip_norm: 1e1, betas: [9e-1, 0.999]}\n"
+        "loss: {sigma: 2e0, priors: [1e0, 2e0]}\n"
+    )
+    assert yaml.safe_load(path.read_text())["optim"]["lr"] == "1e-3"
+
+    config = load_config(path)
+
+    assert config.optim.lr == 0.001
+    assert config.optim.weight_decay == 0.0005
+    assert config.optim.grad_clip_norm == 10.0
+    assert config.optim.betas == (0.9, 0.999)
+    assert config.loss.sigma == 2.0
+    assert config.loss.priors == (1.0, 2.0)
+    assert config_to_dict(config)["optim"]["lr"] == 0.001
+
+
 def test_bundled_recipe_name_kept(tmp_path):
     config = load_config(write(tmp_path, {"data": {"train": {"recipe": "demo"}}}))
 
@@ -130,7 +150,10 @@ def test_round_trip_plain_dict():
         ({"loss": {"sigma": -1}}, "loss.sigma: expected a number > 0.0, got -1"),
         ({"loss": {"momentum": 2}}, r"loss.momentum: expected a number in \(0, 1\], got 2"),
         ({"loss": {"priors": "uniform"}}, "loss.priors: expected a list of positive numbers"),
-        ({"loss": {"attention_weight": float("nan")}}, "loss.attention_weight: expected a number, got nan"),
+        ({"loss": {"attention_weight": float("nan")}}, "loss.attention_weight: expected a finite number, got nan"),
+        ({"loss": {"attention_weight": "inf"}}, "loss.attention_weight: expected a finite number, got 'inf'"),
+        ({"optim": {"lr": "0e0"}}, "optim.lr: expected a number > 0.0, got '0e0'"),
+        ({"optim": {"lr": [1]}}, r"optim.lr: expected a finite number, got \[1\]"),
         ({"runtime": {"device": "tpu"}}, "runtime.device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
         ({"runtime": {"amp": "fp16"}}, "runtime.amp: expected one of auto, bf16, off, got 'fp16'"),
         ({"runtime": {"keep_checkpoints": 0}}, "runtime.keep_checkpoints: expected an integer >= 1, got 0"),
