@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from fergen.cli import FergenGroup
+from fergen.errors import DataError
 from fergen.imageio import read_image
 from fergen_train.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, model_from_checkpoint
 from fergen_train.config import (
@@ -287,7 +288,9 @@ def predict_command(checkpoint: str, images: tuple[str, ...], face_crop: bool, o
     """Classify IMAGES (files or folders) with CHECKPOINT and write one CSV row per image.
 
     Columns: path, prediction, confidence, face_box (x0 y0 side, empty when
-    not cropped) and one probability column per class.
+    not cropped) and one probability column per class. Unreadable images are
+    skipped with a warning and counted at the end. The command fails only
+    when no image can be read.
     """
     _predict(checkpoint, images, face_crop, output_path, batch_size, device)
 
@@ -299,28 +302,55 @@ def _predict(checkpoint: str, images: Sequence[str], face_crop: bool, output_pat
     input_size = tuple(payload["input_size"])
     paths = collect_image_paths(images)
 
+    unreadable = 0
     handle = open(output_path, "w", newline="", encoding="utf-8") if output_path else sys.stdout
     try:
         writer = csv.writer(handle)
         writer.writerow(["path", "prediction", "confidence", "face_box"] + [f"p_{name}" for name in class_names])
         for start in range(0, len(paths), batch_size):
             chunk = paths[start : start + batch_size]
-            tensors, boxes = [], []
-            for path in chunk:
-                image = read_image(path)
-                box = face_crop_box(image) if face_crop else None
-                if face_crop and box is None:
-                    logger.warning("no face found in %s; using the whole image", path)
-                if box is not None:
-                    image = crop_square(image, box)
-                tensors.append(to_model_input(image, input_size))
-                boxes.append("" if box is None else " ".join(str(v) for v in box))
+            read_paths, tensors, boxes = _read_predict_batch(chunk, face_crop, input_size)
+            unreadable += len(chunk) - len(read_paths)
+            if not tensors:
+                continue
             batch = torch.stack(tensors).to(runtime.device)
             with torch.no_grad(), runtime.autocast():
                 probabilities = torch.softmax(model(batch).logits.float(), dim=1).cpu().numpy()
-            for path, box, row in zip(chunk, boxes, probabilities):
+            for path, box, row in zip(read_paths, boxes, probabilities):
                 best = int(row.argmax())
                 writer.writerow([str(path), class_names[best], f"{row[best]:.6f}", box] + [f"{p:.6f}" for p in row])
     finally:
         if handle is not sys.stdout:
             handle.close()
+
+    if unreadable == len(paths):
+        raise DataError(f"none of the {len(paths)} images could be read, so there are no predictions; "
+                        "check the warnings above for each file")
+    if unreadable:
+        logger.warning("%d of %d images could not be read and have no row in the predictions", unreadable, len(paths))
+
+
+def _read_predict_batch(paths: Sequence[Path], face_crop: bool,
+                        input_size: tuple[int, ...]) -> tuple[list[Path], list[torch.Tensor], list[str]]:
+    """Read and crop the images of one predict batch, skipping unreadable files with a warning.
+
+    Returns:
+        The paths that were read, their model inputs, and their face boxes
+        (``"x0 y0 side"``, or empty when not cropped).
+    """
+    read_paths, tensors, boxes = [], [], []
+    for path in paths:
+        try:
+            image = read_image(path)
+        except DataError as error:
+            logger.warning("skipped, no prediction: %s", error)
+            continue
+        box = face_crop_box(image) if face_crop else None
+        if face_crop and box is None:
+            logger.warning("no face found in %s; using the whole image", path)
+        if box is not None:
+            image = crop_square(image, box)
+        read_paths.append(path)
+        tensors.append(to_model_input(image, input_size))
+        boxes.append("" if box is None else " ".join(str(v) for v in box))
+    return read_paths, tensors, boxes

@@ -295,6 +295,38 @@ def test_predict_no_face_crop(tmp_path, lfw_checkpoint, caplog):
     assert "no face found" not in caplog.text
 
 
+def test_predict_skips_corrupt_image(tmp_path, lfw_checkpoint, caplog):
+    folder = tmp_path / "photos"
+    paths = lfw_images(folder)
+    corrupt = folder / "face1.png"
+    corrupt.write_bytes(paths[1].read_bytes()[:40])  # the PNG signature and header, no pixel data
+
+    result = CliRunner().invoke(main, ["predict", str(lfw_checkpoint), str(folder), "--no-face-crop",
+                                       "--device", "cpu", "--batch-size", "2"])
+
+    assert result.exit_code == 0, result.output
+    rows = read_csv(result.stdout)
+    assert [row["path"] for row in rows] == [str(paths[0]), str(paths[2]), str(paths[3])]
+    assert f"skipped, no prediction: image {corrupt} is not a readable image" in caplog.text
+    assert "1 of 4 images could not be read and have no row in the predictions" in caplog.text
+
+
+def test_predict_no_readable_image(tmp_path, lfw_checkpoint, caplog):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"not a JPEG")
+    (folder / "b.png").write_bytes(b"")
+
+    result = CliRunner().invoke(main, ["predict", str(lfw_checkpoint), str(folder), "--device", "cpu"])
+
+    assert result.exit_code == 2
+    assert read_csv(result.stdout) == []
+    assert result.stderr == ("error: none of the 2 images could be read, so there are no predictions; "
+                             "check the warnings above for each file\n")
+    assert f"image {folder / 'a.jpg'} is not a readable image" in caplog.text
+    assert f"image {folder / 'b.png'} is not a readable image" in caplog.text
+
+
 def test_predict_missing_image(tmp_path, lfw_checkpoint):
     result = CliRunner().invoke(main, ["predict", str(lfw_checkpoint), str(tmp_path / "absent.jpg")])
 
