@@ -193,10 +193,14 @@ class BatchRenderer:
         device: torch device to render on.
         noise: the noise source (see above).
         seed: seed of the renderer's own generator.
+
+    Raises:
+        ValueError: if ``device`` is not a valid torch device, or is a CUDA
+            device that this torch build or machine cannot use.
     """
 
     def __init__(self, device: Union[torch.device, str] = "cpu", noise: NoiseSource = "generator", seed: int = 0):
-        self.device = torch.device(device)
+        self.device = _check_device(device)
         self.noise = _check_noise(noise)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
@@ -384,6 +388,27 @@ class BatchRenderer:
             images = windows.view(len(rows), height, width, channels).permute(0, 3, 1, 2)
             result[torch.tensor(rows, device=self.device)] = images.expand(-1, 3, -1, -1)
         return result
+
+
+def _check_device(device: Union[torch.device, str]) -> torch.device:
+    """Return ``device`` as a torch.device, raising a clear error when torch cannot render on it."""
+    try:
+        checked = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"invalid device {device!r} ({error}); use 'cpu', 'cuda' or 'cuda:N'") from None
+    if checked.type != "cuda":
+        return checked
+    if not torch.backends.cuda.is_built():
+        raise ValueError(f"device {str(device)!r}: CUDA is not available in this torch build "
+                         f"(torch {torch.__version__}); use device='cpu' or install a CUDA build of torch")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: torch was built with CUDA but finds no usable GPU "
+                         "(check the NVIDIA driver and CUDA_VISIBLE_DEVICES); use device='cpu'")
+    count = torch.cuda.device_count()
+    if checked.index is not None and checked.index >= count:
+        raise ValueError(f"device {str(device)!r} not found: this machine has {count} CUDA device(s), "
+                         f"cuda:0 to cuda:{count - 1}")
+    return checked
 
 
 def _check_noise(noise: str) -> NoiseSource:

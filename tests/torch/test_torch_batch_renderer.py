@@ -209,3 +209,27 @@ def test_lightness_shape_and_empty_indices_are_checked(small_renderer):
                                face_lightness=torch.ones(3))
     with pytest.raises(ValueError, match="indices is empty"):
         gather_inputs(small_renderer, [])
+
+
+@pytest.mark.skipif(torch.backends.cuda.is_built(), reason="needs a torch build without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda:1")])
+def test_cuda_device_without_cuda_build(device):
+    with pytest.raises(ValueError) as raised:
+        BatchRenderer(device=device)
+
+    assert str(raised.value) == (
+        f"device {str(device)!r}: CUDA is not available in this torch build (torch {torch.__version__}); "
+        "use device='cpu' or install a CUDA build of torch"
+    )
+
+
+def test_invalid_device_string():
+    with pytest.raises(ValueError, match=r"invalid device 'gpu0' \(.*\); use 'cpu', 'cuda' or 'cuda:N'"):
+        BatchRenderer(device="gpu0")
+
+
+def test_cpu_device_accepted():
+    renderer = BatchRenderer(device="cpu")
+
+    assert renderer.device == torch.device("cpu")
+    assert renderer.generator.device == torch.device("cpu")
