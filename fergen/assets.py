@@ -80,6 +80,23 @@ def _crop_square(image: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
     return image[y0:y0 + side, x0:x0 + side]
 
 
+def feather_alpha(binary: np.ndarray, sigma: float) -> np.ndarray:
+    """Return a soft alpha (float32 in [0, 1]) from a binary uint8 mask, its edge blurred with ``sigma`` pixels.
+
+    The mask is eroded by about two sigma first, so the soft edge lies inside
+    the face and never shows the photo's own background (no dark or light ring
+    after compositing). The blur is then cut to the eroded mask grown back by
+    the same radius. A sigma of 0.3 or less returns the mask unchanged.
+    """
+    if sigma <= 0.3:
+        return binary.astype(np.float32)
+    radius = max(1, int(round(2.0 * sigma)))
+    eroded = cv2.erode(binary, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2))
+    alpha = cv2.GaussianBlur(eroded.astype(np.float32), (0, 0), sigma)
+    alpha *= cv2.dilate(eroded, np.ones((3, 3), np.uint8), iterations=radius).astype(np.float32)
+    return alpha
+
+
 def face_to_canvas(image: np.ndarray, result: MaskResult, mask_config: MaskConfig, face_size: int,
                    padding: int) -> np.ndarray:
     """Crop the face box and place it on the canonical canvas with a feathered alpha.
@@ -94,17 +111,7 @@ def face_to_canvas(image: np.ndarray, result: MaskResult, mask_config: MaskConfi
     interpolation = cv2.INTER_AREA if side > inner else cv2.INTER_LINEAR
     crop = cv2.resize(crop, (inner, inner), interpolation=interpolation)
     mask = cv2.resize(mask, (inner, inner), interpolation=interpolation)
-    binary = (mask >= 0.5).astype(np.uint8)
-    sigma = mask_config.feather * inner / 4.0
-    if sigma > 0.3:
-        # Erode by about two sigma first, so the soft edge lies inside the face and never
-        # shows the photo's own background (no dark or light ring after compositing).
-        radius = max(1, int(round(2.0 * sigma)))
-        binary = cv2.erode(binary, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2))
-        alpha = cv2.GaussianBlur(binary.astype(np.float32), (0, 0), sigma)
-        alpha *= cv2.dilate(binary, np.ones((3, 3), np.uint8), iterations=radius).astype(np.float32)
-    else:
-        alpha = binary.astype(np.float32)
+    alpha = feather_alpha((mask >= 0.5).astype(np.uint8), mask_config.feather * inner / 4.0)
     canvas = np.zeros((face_size, face_size, 4), np.uint8)
     canvas[padding:padding + inner, padding:padding + inner, :3] = crop
     canvas[padding:padding + inner, padding:padding + inner, 3] = np.clip(alpha * 255.0 + 0.5, 0, 255)

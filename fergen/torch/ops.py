@@ -236,12 +236,12 @@ def warp_perspective(images: torch.Tensor, homographies: torch.Tensor, size: tup
 
 
 def feather_masks(masks: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Turn hard masks into soft alpha mattes, as :func:`fergen.assets.face_to_canvas` does for each face.
+    """Turn hard masks into soft alpha mattes, as :func:`fergen.assets.feather_alpha` does for each face.
 
     The mask (thresholded at 0.5) is eroded with an ellipse of radius
-    ``round(2 * sigma)``, blurred with ``sigma`` and multiplied by the mask
-    dilated by the same radius, so the soft edge lies inside the face. A sigma
-    of 0.3 or less returns the thresholded mask.
+    ``round(2 * sigma)``, blurred with ``sigma`` and multiplied by the eroded
+    mask dilated by the same radius, so the soft edge lies inside the face. A
+    sigma of 0.3 or less returns the thresholded mask.
 
     Args:
         masks: float (N, 1, H, W) in [0, 1].
@@ -263,5 +263,5 @@ def feather_masks(masks: torch.Tensor, sigma: float) -> torch.Tensor:
     eroded = (background_under_ellipse < 0.5).to(masks.dtype)
     blurred = gaussian_blur(eroded, gaussian_kernels([sigma] * len(masks), masks.device), border="reflect101")
     # Dilating ``radius`` times with a 3x3 square equals one dilation with a (2r + 1) square.
-    dilated = F.max_pool2d(binary, side, stride=1, padding=radius)
+    dilated = F.max_pool2d(eroded, side, stride=1, padding=radius)
     return blurred * dilated
