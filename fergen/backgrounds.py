@@ -13,7 +13,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, TypeVar
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -22,25 +22,18 @@ from .errors import DataError, MissingDependencyError
 from .faces.base import list_images, require_folder
 from .imageio import read_image
 from .recipe import BackgroundSourceConfig, resolve_path
-from .schema import fail, spec
+from .schema import fail, registrar, spec
 
 log = logging.getLogger(__name__)
 
 BACKGROUND_KINDS: dict[str, type] = {}
 BACKGROUND_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-# scikit-image's bundled colour photos without people.
-SKIMAGE_PHOTOS = ("coffee", "chelsea", "rocket", "brick", "grass", "gravel", "camera", "cat",
-                  "hubble_deep_field", "immunohistochemistry", "coins", "retina", "colorwheel")
+# scikit-image's bundled photos without people (grey ones become three equal channels).
+SKIMAGE_PHOTOS = ("coffee", "chelsea", "rocket", "brick", "grass", "gravel", "hubble_deep_field",
+                  "immunohistochemistry", "coins", "retina", "colorwheel")
 
-T = TypeVar("T", bound=type)
-
-
-def register(kind: str) -> Callable[[T], T]:
-    """Register a background source config class under ``kind``."""
-    def decorate(cls: T) -> T:
-        BACKGROUND_KINDS[kind] = cls
-        return cls
-    return decorate
+#: Class decorator: ``@register("coco")`` adds a background source config class to BACKGROUND_KINDS.
+register = registrar(BACKGROUND_KINDS)
 
 
 class BackgroundSource:

@@ -21,11 +21,12 @@ import json
 import math
 import types
 import typing
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Callable, Literal, Mapping, TypeVar, Union
 
 from .errors import RecipeError
 
 _MISSING = dataclasses.MISSING
+_Class = TypeVar("_Class", bound=type)
 
 
 def spec(default: Any = _MISSING, *, low: float | None = None, high: float | None = None,
@@ -278,3 +279,13 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
             shown = "" if default is None else json.dumps(default)
         rows.append((key, _type_name(hint) + limits, shown, field.metadata.get("help", "")))
     return rows
+
+
+def registrar(registry: dict[str, type]) -> Callable[[str], Callable[[_Class], _Class]]:
+    """Return a ``register(kind)`` class decorator that adds config classes to ``registry``."""
+    def register(kind: str) -> Callable[[_Class], _Class]:
+        def decorate(cls: _Class) -> _Class:
+            registry[kind] = cls
+            return cls
+        return decorate
+    return register

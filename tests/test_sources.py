@@ -294,3 +294,11 @@ def test_missing_mask_path_folder_is_named(face_folder, background_folder, tmp_p
                         faces={"mask_path": str(tmp_path / "no-masks"), "mask": {"strategy": "file"}})
     with pytest.raises(DataError, match=r"faces.mask_path: folder .*no-masks not found"):
         recipe_from_dict(data).faces.open(Path("/"))
+
+
+def test_default_skimage_backgrounds_have_no_people():
+    from fergen.backgrounds import SKIMAGE_PHOTOS
+
+    # camera (the cameraman) and astronaut show people; cat repeats chelsea.
+    assert not {"camera", "astronaut", "cat"} & set(SKIMAGE_PHOTOS)
+    assert len(SKIMAGE_PHOTOS) == 11

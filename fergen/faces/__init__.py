@@ -7,21 +7,12 @@ method and registers it here with :func:`register`.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
-
+from ..schema import registrar
 from .base import FaceRecord, FaceSource
 
 FACE_KINDS: dict[str, type] = {}
-
-T = TypeVar("T", bound=type)
-
-
-def register(kind: str) -> Callable[[T], T]:
-    """Register a face source config class under ``kind``."""
-    def decorate(cls: T) -> T:
-        FACE_KINDS[kind] = cls
-        return cls
-    return decorate
+#: Class decorator: ``@register("ckplus")`` adds a face source config class to FACE_KINDS.
+register = registrar(FACE_KINDS)
 
 
 # Imported for their registrations.
