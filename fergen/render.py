@@ -128,8 +128,8 @@ def crop_background(photo: np.ndarray | Sequence[np.ndarray], output_size: tuple
     """Step 4: an aspect-preserving crop of the photo, resized to ``output_size``; uint8 (H, W, 3).
 
     ``photo`` is one RGB uint8 image or a pyramid (level 0 first, each next
-    level half the size); with a pyramid the crop is taken from the smallest
-    level that still has enough pixels, which keeps the area resize cheap.
+    level half the size). With a pyramid, the crop is taken from the smallest
+    level that still has enough pixels, so the resize stays cheap.
     The crop never leaves the photo and is scaled equally in x and y, so a
     photo smaller than the output is enlarged, never stretched unevenly.
     """

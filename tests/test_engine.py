@@ -34,10 +34,12 @@ def test_shards_read_back_with_webdataset(recipe, tmp_path):
     assert summary.shards == 3
     assert sorted(path.name for path in out.glob("*.tar")) == ["shard-000000.tar", "shard-000001.tar",
                                                                "shard-000002.tar"]
+
     dataset = wds.WebDataset(sorted(str(path) for path in out.glob("*.tar")), shardshuffle=False, empty_check=False)
     samples = list(dataset)
     assert len(samples) == 20
     assert [sample["__key__"] for sample in samples] == [f"{index:09d}" for index in range(20)]
+
     renderer = Renderer(recipe, "/")
     labels = []
     for index, sample in enumerate(samples):
@@ -62,6 +64,7 @@ def test_shards_read_back_with_webdataset(recipe, tmp_path):
             np.testing.assert_array_equal(mask, expected.mask)
             # JPEG (quality 95, 4:2:0 chroma) of a noisy 64x64 image: a few grey levels on average.
             assert np.abs(composite.astype(int) - expected.composite.astype(int)).mean() < 6.0
+
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["samples"] == 20
     assert manifest["class_names"] == ["anger", "happy", "neutral"]
@@ -83,7 +86,7 @@ def test_tar_members_sorted_with_fixed_metadata(recipe, tmp_path):
     assert {(member.uid, member.gid, member.uname, member.gname) for member in members} == {(0, 0, "", "")}
 
 
-def test_same_bytes_for_one_and_two_workers_and_reruns(recipe, tmp_path):
+def test_bytes_equal_across_workers_and_reruns(recipe, tmp_path):
     render_to_folder(recipe, tmp_path / "one", data_root="/", workers=1)
     render_to_folder(recipe, tmp_path / "two", data_root="/", workers=2)
     render_to_folder(recipe, tmp_path / "again", data_root="/", workers=1, cache_dir=tmp_path / "fresh-cache")

@@ -124,7 +124,7 @@ def test_canonical_form_round_trips_to_same_hash():
     assert again.sha256 == recipe.sha256
 
 
-def test_hash_ignores_key_order_and_defaults_but_not_values():
+def test_hash_stable_under_order_and_defaults():
     explicit = with_change("render.flip_probability", 0.5)
     reordered = dict(reversed(list(explicit.items())))
     base = recipe_from_dict(MINIMAL).sha256
